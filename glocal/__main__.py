@@ -1,0 +1,5 @@
+import sys
+
+from glocal.cli import main
+
+sys.exit(main())

@@ -1,0 +1,99 @@
+"""The ``glocal`` command: composes the verbs that each package registers.
+
+Every package owns a ``cli`` module with ``register(subparsers)``; each verb it adds sets a
+``handler(args) -> dict | None``. Handlers write human output, progress and logs to stderr and
+return a summary, which ``--json`` prints on stdout. Expected failures are raised as the owning
+package's root error and become one sentence on stderr and exit code 2, so a traceback always
+means a bug. Package ``cli`` modules import their heavy dependencies (torch, gymnasium) inside
+the handlers, which keeps ``glocal board`` as light to start as the board it emulates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from glocal import __version__
+
+# Order decides the order of verbs in --help.
+COMMAND_PACKAGES = ("train", "deploy", "protocol", "firmware_sim", "robot_env")
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+log = logging.getLogger("glocal")
+
+
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """Root error types of every package: raised on bad input, never on a bug."""
+    roots: list[type[BaseException]] = [OSError]
+    for package in COMMAND_PACKAGES:
+        module = importlib.import_module(f"{package}.errors")
+        roots.append(module.ROOT_ERROR)
+    return tuple(roots)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="glocal",
+        description=(
+            "Train hybrid-plasticity spiking networks, pack them into core images, flash them onto "
+            "a (emulated) neuromorphic board and let on-chip learning adapt them while they drive "
+            "robots. Start with `glocal demo`."
+        ),
+        epilog="Every command takes --json (summary on stdout) and -v (debug logs on stderr).",
+    )
+    parser.add_argument("--version", action="version", version=f"glocal {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--json", action="store_true", help="print a machine-readable summary on stdout"
+    )
+    common.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-v: debug, frame dumps)"
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for package in COMMAND_PACKAGES:
+        module = importlib.import_module(f"{package}.cli")
+        module.register(subparsers, parents=[common])
+    return parser
+
+
+def setup_logging(verbosity: int) -> None:
+    level = logging.DEBUG if verbosity > 0 else logging.INFO
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(message)s")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    setup_logging(args.verbose)
+    try:
+        summary = args.handler(args)
+    except KeyboardInterrupt:
+        print("glocal: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except expected_errors() as error:
+        print(f"glocal {args.command}: error: {describe(error)}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json and summary is not None:
+        json.dump(summary, sys.stdout, indent=2, sort_keys=True, default=str)
+        sys.stdout.write("\n")
+    return int(summary.get("exit_code", 0)) if isinstance(summary, dict) else 0
+
+
+def describe(error: BaseException) -> str:
+    """One sentence for the user; OSErrors carry the path they failed on."""
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.strerror or error}: {error.filename}"
+    return str(error)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

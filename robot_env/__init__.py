@@ -1,0 +1,1 @@
+"""Gymnasium robot tasks, fault injection and privileged teacher controllers."""

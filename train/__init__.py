@@ -1,0 +1,1 @@
+"""The hybrid-plasticity spiking model in torch and its meta-training."""

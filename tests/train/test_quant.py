@@ -1,0 +1,133 @@
+"""Fake-quant torch model against the board spec (docs/board-spec.md), tick for tick.
+
+The reference below is a direct numpy transcription of the spec's section 3 for the two cores of
+the network (hidden: encoder axons plus recurrent routes; readout: routes from the hidden core),
+in int64, fed with the integer tables that train.quant produces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from train.models import ModelConfig, build_policy
+from train.quant import BoardNumerics, lambda_powers, layer_tables
+from train.snn import init_net_state, net_step
+
+
+def sat(x: np.ndarray, bits: int) -> np.ndarray:
+    return np.clip(x, -(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+
+
+class SpecCore:
+    """One core of the spec, learning on, modulator off."""
+
+    def __init__(self, tables: dict[str, np.ndarray], reset_mode: str) -> None:
+        self.t = {k: v.astype(np.int64) for k, v in tables.items()}
+        n_axons, n_neurons = self.t["weights"].shape
+        self.v = np.zeros(n_neurons, np.int64)
+        self.h = np.zeros((n_axons, n_neurons), np.int64)
+        self.last = np.zeros(n_axons, np.int64)
+        self.lam_pow = np.array(lambda_powers(int(self.t["lam"][0])), np.int64)
+        self.soft = reset_mode == "soft"
+
+    def tick(self, x: np.ndarray, t_plastic: int, learn: bool) -> np.ndarray:
+        t = self.t
+        active = np.flatnonzero(x)
+        if learn:
+            for i in active:
+                k = min(t_plastic - self.last[i], 4095)
+                self.h[i] = (self.h[i] * self.lam_pow[k]) >> 16
+        w_eff = sat((t["weights"] << 8) + ((t["alpha"][0] * self.h) >> 8), 16)
+        current = (x[active, None] * w_eff[active]).sum(0)
+        self.v = sat(self.v - (self.v >> t["decay_shift"]) + current, 24)
+        s = (self.v >= t["theta"]).astype(np.int64)
+        if self.soft:
+            self.v = np.where(s == 1, sat(self.v - t["theta"], 24), self.v)
+        else:
+            self.v = np.where(s == 1, 0, self.v)
+        if learn:
+            d = (s << 8) - t["beta"]
+            g = t["f_table"][np.clip(d, -512, 511) + 512]
+            for i in active:
+                self.h[i] = np.clip(
+                    self.h[i] + ((256 * t["eta"][i] * x[i] * g) >> 16),
+                    -t["h_max"][0],
+                    t["h_max"][0],
+                )
+                self.last[i] = t_plastic
+        return s
+
+
+def encode(obs: np.ndarray, gain: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    obs_q = sat(np.floor(obs.astype(np.float64) * 2**16).astype(np.int64), 32)
+    return sat((gain * obs_q + (bias << 16)) >> 24, 8)
+
+
+@pytest.mark.parametrize("reset", ["soft", "hard"])
+def test_fake_quant_matches_the_spec_tick_for_tick(reset: str) -> None:
+    torch.manual_seed(0)
+    config = ModelConfig("hp", n_obs=3, n_act=2, n_hidden=6, ticks=1, reset=reset, quantized=True)
+    policy = build_policy(config, seed=3).double()
+    with torch.no_grad():  # lively enough that spikes, saturating currents and traces all occur
+        policy.eta_pre.mul_(20.0)
+        policy.alpha.fill_(2.0)
+        policy.theta_hidden.copy_(torch.linspace(0.3, 1.5, 6))
+        policy.beta_post.copy_(torch.linspace(-0.2, 0.9, 6))
+    board = policy.board_net().params
+    hidden_t = layer_tables(board.hidden)
+    readout_t = layer_tables(board.readout)
+    enc_gain = board.enc_gain.detach().numpy().astype(np.int64)
+    enc_bias = board.enc_bias.detach().numpy().astype(np.int64)
+    hidden = SpecCore(hidden_t, reset)
+    readout = SpecCore(readout_t, reset)
+    spiked = np.zeros(config.n_hidden, np.int64)
+
+    rng = np.random.default_rng(7)
+    state = init_net_state(board, 1)
+    total_spikes = 0
+    for t_plastic in range(1, 41):  # ticks=1 per step, so each net_step is one tick
+        obs = rng.uniform(-1.5, 1.5, config.n_obs)
+        x_in = encode(obs, enc_gain, enc_bias)
+        routed = spiked
+        spiked = hidden.tick(np.concatenate([x_in, routed]), t_plastic, learn=True)
+        readout.tick(routed, t_plastic, learn=False)
+        total_spikes += int(spiked.sum())
+
+        obs_t = torch.tensor(obs[None], dtype=torch.float64)
+        with torch.no_grad():
+            _, state = net_step(obs_t, state, board, BoardNumerics())
+        assert state.hidden.spikes[0].numpy().astype(np.int64).tolist() == spiked.tolist()
+        assert state.hidden.v_mem[0].numpy().astype(np.int64).tolist() == hidden.v.tolist()
+        assert state.hidden.h[0].numpy().astype(np.int64).tolist() == hidden.h.tolist()
+        assert state.readout.v_mem[0].numpy().astype(np.int64).tolist() == readout.v.tolist()
+    assert 10 < total_spikes < 40 * config.n_hidden
+    assert np.abs(hidden.h).max() > 0
+
+
+def test_quantised_tables_have_the_spec_dtypes_and_ranges() -> None:
+    policy = build_policy(ModelConfig("hp", n_obs=4, n_act=2, n_hidden=8, quantized=True), seed=1)
+    tables = layer_tables(policy.board_net().params.hidden)
+    assert tables["weights"].dtype == np.int8 and tables["weights"].shape == (12, 8)
+    assert np.abs(tables["weights"]).max() == 127  # the largest weight uses the full range
+    assert tables["theta"].dtype == np.int32 and (tables["theta"] >= 1).all()
+    assert 0 <= int(tables["lam"][0]) <= 65536 and tables["alpha"].dtype == np.int16
+    assert (
+        tables["f_table"][512] == 0
+        and tables["f_table"][0] == -256
+        and tables["f_table"][-1] == 256
+    )
+
+
+def test_quantised_model_stays_close_to_the_float_model() -> None:
+    config = ModelConfig("gp", n_obs=4, n_act=2, n_hidden=32)
+    policy = build_policy(config, seed=2)
+    quant = build_policy(replace(config, quantized=True), seed=2)
+    obs = torch.rand(64, 4, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        a_float, _ = policy(obs, policy.initial_state(64))
+        a_quant, _ = quant(obs, quant.initial_state(64))
+    assert (a_float - a_quant).abs().mean() < 0.25 * a_float.abs().mean()

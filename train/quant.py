@@ -1,0 +1,240 @@
+"""Fake quantisation: the float network mapped onto the board's integers (``docs/board-spec.md``).
+
+:func:`quantise_net` turns float :class:`~train.snn.NetParams` into integer-valued ones (held in
+float tensors, rounded with straight-through gradients) and :class:`BoardNumerics` runs the one
+step body of :mod:`train.snn` with the board's floors, saturations and lazy trace decay. In
+float64 the result is the board, tick for tick; in float32 it is the board up to float rounding
+of sums beyond 2^24, which is what quantisation-aware training needs.
+
+The mapping, per layer (one layer = one core). Rows ``i`` are axons: encoder rows carry graded
+inputs with ``r_i = input_scale`` board input units per float unit, routed rows carry spikes
+(``r_i = 1``). With ``s`` the float weight of one int8 LSB on a spike row::
+
+    s        = max(max|W_spike rows|, max|W_encoder rows| / input_scale) / 127
+    K        = 256 / s                      board membrane units per float unit
+    W_q      = round(W / (s * r_i))         int8
+    theta_q  = round(theta * K)             24-bit, >= 1
+    c_h      = 32767 / h_max                trace units per float trace unit (spike rows)
+    H_q      = H * c_h / r_i                int16, so w_eff = (W_q << 8) + (alpha_q * H_q >> 8)
+    alpha_q  = round(alpha * 65536 / (s * c_h))     Q7.8
+    eta_q    = round(eta * c_h / r_i**2)    int16 (H units per unit of pre * f)
+    beta_q   = round(beta * 256)            Q7.8 spike units
+    lam_q    = round(lam * 65536)           Q0.16
+    enc_gain_q, enc_bias_q = round(gain * r * 256), round(bias * r * 256)     Q7.8
+
+``f`` is the clip-linear table ``f_table[d + 512] = clip(d, -256, 256)`` and the modulator is
+off (``m = 256``). The readout layer is read by its membrane after the last tick
+(``dec_mode = 1``) and never fires (``theta_q = 2^23 - 1``); its decoder gain is
+``dec_gain / K`` in float (the board's int16 decoder weight and shift are a deploy choice).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from train.snn import LayerParams, NetParams, Numerics, PlasticParams
+
+WEIGHT_MAX = 127
+WEIGHT_MIN = -128
+TRACE_MAX = 32767
+INT16_MIN, INT16_MAX = -32768, 32767
+MEMBRANE_MIN, MEMBRANE_MAX = -(2**23), 2**23 - 1
+W_EFF_MIN, W_EFF_MAX = -(2**15), 2**15 - 1
+INPUT_MIN, INPUT_MAX = -128, 127
+FINE_PER_WEIGHT_LSB = 256  # TRACE_FRAC / W_EFF fraction bits: w_eff = W << 8
+LAMBDA_ONE = 65536
+AGE_MAX = 4095
+OBS_ONE = 2**16
+ENC_SHIFT = 24
+BETA_ONE = 256
+F_TABLE_SIZE = 1024
+
+
+def ste(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Forward ``q``, backward the identity to ``x`` (straight-through estimator)."""
+    return x + (q - x).detach()
+
+
+def ste_round(x: torch.Tensor, low: float | None = None, high: float | None = None) -> torch.Tensor:
+    q = x.round()
+    if low is not None or high is not None:
+        q = q.clamp(low, high)
+    return ste(x, q)
+
+
+def ste_floor(x: torch.Tensor) -> torch.Tensor:
+    return ste(x, x.floor())
+
+
+@functools.lru_cache(maxsize=64)
+def lambda_powers(lam_q: int) -> tuple[int, ...]:
+    """The board's ``lam_pow`` table: ``lam_pow[k] = (lam_pow[k-1] * lam_q) >> 16``."""
+    table = [LAMBDA_ONE]
+    for _ in range(AGE_MAX):
+        table.append((table[-1] * lam_q) >> 16)
+    return tuple(table)
+
+
+def clip_linear_f_table() -> np.ndarray:
+    """``f(u) = clip(u, -1, 1)`` as the board's Q7.8 lookup table over ``d = -512..511``."""
+    d = np.arange(F_TABLE_SIZE) - F_TABLE_SIZE // 2
+    return np.clip(d, -BETA_ONE, BETA_ONE).astype(np.int16)
+
+
+@dataclass(frozen=True)
+class BoardNumerics(Numerics):
+    """The board's integer semantics with straight-through gradients (values in board units)."""
+
+    def encode(self, obs: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        obs_q = (obs.detach().double() * OBS_ONE).floor().clamp(-(2**31), 2**31 - 1).to(obs.dtype)
+        raw = (gain * obs_q + bias * OBS_ONE) / 2.0**ENC_SHIFT
+        return ste_floor(raw).clamp(INPUT_MIN, INPUT_MAX)
+
+    def decay(
+        self, h: torch.Tensor, age: torch.Tensor, active: torch.Tensor, lam: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        age = age + 1
+        k = age.clamp(max=AGE_MAX)
+        table = torch.tensor(
+            lambda_powers(int(round(float(lam.detach()) * LAMBDA_ONE))),
+            dtype=h.dtype,
+            device=h.device,
+        )
+        factor = ste(lam**k, table[k.long()] / LAMBDA_ONE)
+        decayed = ste_floor(h * factor.unsqueeze(2))
+        h = torch.where(active.unsqueeze(2), decayed, h)
+        return h, torch.where(active, torch.zeros_like(age), age)
+
+    def current(
+        self, x: torch.Tensor, w: torch.Tensor, rule: PlasticParams | None, h: torch.Tensor
+    ) -> torch.Tensor:
+        if rule is None:
+            return x @ (w * FINE_PER_WEIGHT_LSB)
+        w_eff = w * FINE_PER_WEIGHT_LSB + ste_floor(rule.alpha * h / FINE_PER_WEIGHT_LSB)
+        return torch.bmm(x.unsqueeze(1), w_eff.clamp(W_EFF_MIN, W_EFF_MAX)).squeeze(1)
+
+    def leak(self, v_mem: torch.Tensor, decay_shift: int) -> torch.Tensor:
+        return v_mem - ste_floor(v_mem * 2.0**-decay_shift)
+
+    def membrane(self, v_mem: torch.Tensor) -> torch.Tensor:
+        return v_mem.clamp(MEMBRANE_MIN, MEMBRANE_MAX)
+
+    def learn(self, h: torch.Tensor, hebb: torch.Tensor, h_max: torch.Tensor) -> torch.Tensor:
+        return super().learn(h, ste_floor(hebb), h_max)
+
+
+@dataclass(frozen=True)
+class LayerScales:
+    """Host-side scales of one quantised layer (the image carries them; the board ignores them)."""
+
+    weight_lsb: float  # s: float weight per int8 LSB on a spike row
+    fine_per_unit: float  # K: board membrane units per float membrane unit
+    trace_per_unit: float  # c_h: trace units per float trace unit on a spike row
+    row_scale: torch.Tensor  # r_i: board input units per float input unit, per axon
+
+
+def layer_scales(params: LayerParams, row_scale: torch.Tensor, h_max: float) -> LayerScales:
+    w = params.w.detach().abs() / row_scale.unsqueeze(1)
+    weight_lsb = max(float(w.max()), 1e-8) / WEIGHT_MAX
+    return LayerScales(
+        weight_lsb=weight_lsb,
+        fine_per_unit=FINE_PER_WEIGHT_LSB / weight_lsb,
+        trace_per_unit=TRACE_MAX / h_max,
+        row_scale=row_scale,
+    )
+
+
+def quantise_layer(params: LayerParams, scales: LayerScales) -> LayerParams:
+    """Integer-valued copy of one layer (straight-through), in board units."""
+    s, k, r = scales.weight_lsb, scales.fine_per_unit, scales.row_scale
+    w_q = ste_round(params.w / (s * r.unsqueeze(1)), WEIGHT_MIN, WEIGHT_MAX)
+    if params.spiking:
+        theta_q = ste_round(params.theta * k, 1, MEMBRANE_MAX)
+    else:
+        theta_q = torch.full_like(params.theta, float(MEMBRANE_MAX))
+    rule = params.plastic
+    if rule is not None:
+        c_h = scales.trace_per_unit
+        rule = PlasticParams(
+            alpha=ste_round(rule.alpha * LAMBDA_ONE / (s * c_h), INT16_MIN, INT16_MAX),
+            lam=ste_round(rule.lam * LAMBDA_ONE, 0, LAMBDA_ONE) / LAMBDA_ONE,
+            eta_pre=ste_round(rule.eta_pre * c_h / r**2, INT16_MIN, INT16_MAX),
+            beta_post=ste_round(rule.beta_post * BETA_ONE, INT16_MIN, INT16_MAX) / BETA_ONE,
+            h_max=torch.full_like(rule.h_max, float(round(float(rule.h_max[-1].detach()) * c_h))),
+        )
+    return replace(
+        params,
+        w=w_q,
+        theta=theta_q,
+        plastic=rule,
+        surrogate_width=params.surrogate_width * k,
+    )
+
+
+@dataclass(frozen=True)
+class QuantisedNet:
+    params: NetParams
+    hidden: LayerScales
+    readout: LayerScales
+
+
+def quantise_net(params: NetParams, input_scale: int) -> QuantisedNet:
+    """The board's view of ``params``: integer-valued tables plus the host-side scales."""
+    n_obs = params.enc_gain.shape[0]
+    n_pre = params.hidden.w.shape[0]
+    like = params.hidden.w.detach()
+    rows = torch.ones(n_pre, dtype=like.dtype, device=like.device)
+    rows[:n_obs] = float(input_scale)
+    h_max = 1.0 if params.hidden.plastic is None else float(params.hidden.plastic.h_max[-1])
+    hidden_scales = layer_scales(params.hidden, rows, h_max)
+    readout_rows = torch.ones(params.readout.w.shape[0], dtype=like.dtype, device=like.device)
+    readout_scales = layer_scales(params.readout, readout_rows, 1.0)
+    board = replace(
+        params,
+        hidden=quantise_layer(params.hidden, hidden_scales),
+        readout=quantise_layer(params.readout, readout_scales),
+        enc_gain=ste_round(params.enc_gain * input_scale * 256, INT16_MIN, INT16_MAX),
+        enc_bias=ste_round(params.enc_bias * input_scale * 256, INT16_MIN, INT16_MAX),
+        dec_gain=params.dec_gain / readout_scales.fine_per_unit,
+    )
+    return QuantisedNet(board, hidden_scales, readout_scales)
+
+
+def layer_tables(layer: LayerParams) -> dict[str, np.ndarray]:
+    """One quantised layer as the spec's per-core integer tables (section 5, no routing)."""
+
+    def ints(t: torch.Tensor, dtype: Any) -> np.ndarray:
+        return np.asarray(t.detach().cpu().double().round().numpy(), dtype=dtype)
+
+    n_pre, n_post = layer.w.shape
+    tables = {
+        "weights": ints(layer.w, np.int8),
+        "theta": ints(layer.theta, np.int32),
+        "decay_shift": np.full(n_post, layer.decay_shift, dtype=np.int8),
+        "f_table": clip_linear_f_table(),
+        "mod_src": np.array([-1, -1], dtype=np.int16),
+        "mod_levels": np.array([BETA_ONE, BETA_ONE], dtype=np.int16),
+    }
+    rule = layer.plastic
+    if rule is None:
+        tables.update(
+            alpha=np.zeros(1, np.int16),
+            lam=np.full(1, LAMBDA_ONE, np.int32),
+            h_max=np.zeros(1, np.int16),
+            eta=np.zeros(n_pre, np.int16),
+            beta=np.zeros(n_post, np.int16),
+        )
+    else:
+        tables.update(
+            alpha=ints(rule.alpha.reshape(1), np.int16),
+            lam=ints(rule.lam.reshape(1) * LAMBDA_ONE, np.int32),
+            h_max=ints(rule.h_max[:1, 0], np.int16),
+            eta=ints(rule.eta_pre, np.int16),
+            beta=ints(rule.beta_post * BETA_ONE, np.int16),
+        )
+    return tables

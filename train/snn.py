@@ -1,0 +1,200 @@
+"""Hybrid-plasticity LIF layers as pure step functions over immutable records.
+
+One tick of one layer, in the board's order (``docs/board-spec.md``, section 3)::
+
+    H_i  <- lambda^k_i * H_i                      for active rows (x_i != 0), k_i = ticks idle
+    I_j   = sum_i x_i * (W_ij + alpha * H_ij)                                  integrate
+    v_j  <- sat(v_j - (v_j >> decay_shift) + I_j)                              leak and add
+    s_j   = [v_j >= theta_j]                                                   fire
+    v_j  <- v_j - theta_j * s_j  (soft)   or   0 where s_j (hard)              reset
+    H_ij <- clip(H_ij + eta_i * x_i * f(s_j - beta_j), -h_max_i, h_max_i)     plasticity
+
+``x`` is what arrives on the layer's axons this tick: graded encoder currents on the first rows,
+and the spikes that the sources emitted on the *previous* tick on the routed rows. ``f`` is the
+clip-linear ``clip(u, -1, 1)``; ``v >> d`` is ``floor(v / 2**d)`` on the board.
+
+Two numerics share this one step body. :class:`Numerics` (float) works in dimensionless units,
+threshold of order 1, and decays every row every tick, which in real arithmetic equals the board's
+lazy decay. :class:`train.quant.BoardNumerics` runs the same body in the board's integer units
+with its floors, saturations and lazy ``lambda**k`` table, straight-through for gradients.
+
+The spike is a Heaviside step whose gradient is the seed paper's rectangular window:
+``dS/dv = 1/width`` where ``|v - theta| < width / 2``, else 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+RESET_MODES = ("soft", "hard")
+
+
+class RectSpike(torch.autograd.Function):
+    """Heaviside forward (``u >= 0``), rectangular-window surrogate backward."""
+
+    @staticmethod
+    def forward(ctx, u: torch.Tensor, width: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(u)
+        ctx.width = width
+        return (u >= 0).to(u.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
+        (u,) = ctx.saved_tensors
+        window = (u.abs() < ctx.width / 2).to(u.dtype) / ctx.width
+        return grad_out * window, None
+
+
+def spike(u: torch.Tensor, width: float) -> torch.Tensor:
+    """``[u >= 0]`` with gradient ``1/width`` inside ``|u| < width/2``."""
+    return RectSpike.apply(u, width)
+
+
+@dataclass(frozen=True)
+class PlasticParams:
+    """Meta-parameters of the local rule of one layer (learned in the outer loop)."""
+
+    alpha: torch.Tensor  # scalar: weight of the trace in W + alpha*H
+    lam: torch.Tensor  # scalar in [0, 1]: per-tick trace decay lambda
+    eta_pre: torch.Tensor  # (n_pre,): per-presynaptic learning rate
+    beta_post: torch.Tensor  # (n_post,): per-postsynaptic offset, in spikes
+    h_max: torch.Tensor  # (n_pre, 1): trace clip per row (one board value, see train.quant)
+
+
+@dataclass(frozen=True)
+class LayerParams:
+    """One LIF layer: weights, neuron constants and (optionally) its plastic synapse."""
+
+    w: torch.Tensor  # (n_pre, n_post)
+    theta: torch.Tensor  # (n_post,)
+    decay_shift: int
+    reset: str = "soft"
+    plastic: PlasticParams | None = None
+    surrogate_width: float = 1.0
+    spiking: bool = True  # False: a leaky integrator read out by its membrane (the decoder)
+
+    def __post_init__(self) -> None:
+        if self.reset not in RESET_MODES:
+            raise ValueError(f"reset must be one of {RESET_MODES}, not {self.reset!r}")
+
+
+class LayerState(NamedTuple):
+    """State of one layer: membrane, last spikes, trace and each trace row's idle ticks."""
+
+    v_mem: torch.Tensor  # (B, n_post)
+    spikes: torch.Tensor  # (B, n_post): emitted on the last tick (routed on the next)
+    h: torch.Tensor  # (B, n_pre, n_post), or (B, 0, 0) without plasticity
+    age: torch.Tensor  # (B, n_pre): ticks since the row was last brought up to date
+
+
+@dataclass(frozen=True)
+class Numerics:
+    """Float evaluation of the rounding-sensitive operations (exact real arithmetic)."""
+
+    def encode(self, obs: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return obs * gain + bias
+
+    def decay(
+        self, h: torch.Tensor, age: torch.Tensor, active: torch.Tensor, lam: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        del active  # decaying every row every tick equals the lazy form in real arithmetic
+        return lam * h, age
+
+    def current(
+        self, x: torch.Tensor, w: torch.Tensor, rule: PlasticParams | None, h: torch.Tensor
+    ) -> torch.Tensor:
+        current = x @ w
+        if rule is not None:
+            # alpha * (x . H) rather than x . (alpha * H): one small product instead of a big one
+            current = current + rule.alpha * torch.bmm(x.unsqueeze(1), h).squeeze(1)
+        return current
+
+    def leak(self, v_mem: torch.Tensor, decay_shift: int) -> torch.Tensor:
+        return v_mem - v_mem * 2.0**-decay_shift
+
+    def membrane(self, v_mem: torch.Tensor) -> torch.Tensor:
+        return v_mem
+
+    def learn(self, h: torch.Tensor, hebb: torch.Tensor, h_max: torch.Tensor) -> torch.Tensor:
+        return torch.minimum(torch.maximum(h + hebb, -h_max), h_max)
+
+
+def init_layer_state(params: LayerParams, batch: int) -> LayerState:
+    """Zero membrane, no spikes, empty trace."""
+    n_pre, n_post = params.w.shape
+    like = params.w.detach()
+    plastic = params.plastic is not None
+    return LayerState(
+        v_mem=like.new_zeros(batch, n_post),
+        spikes=like.new_zeros(batch, n_post),
+        h=like.new_zeros(batch, n_pre, n_post) if plastic else like.new_zeros(batch, 0, 0),
+        age=like.new_zeros(batch, n_pre if plastic else 0),
+    )
+
+
+def layer_step(
+    x: torch.Tensor, state: LayerState, params: LayerParams, numerics: Numerics = Numerics()
+) -> LayerState:
+    """One tick of one layer: integrate ``x`` (B, n_pre), leak, fire, reset, learn locally."""
+    rule = params.plastic
+    h, age = state.h, state.age
+    if rule is not None:
+        h, age = numerics.decay(h, age, x != 0, rule.lam)
+    current = numerics.current(x, params.w, rule, h)
+    v_mem = numerics.membrane(numerics.leak(state.v_mem, params.decay_shift) + current)
+    if params.spiking:
+        spikes = spike(v_mem - params.theta, params.surrogate_width)
+        if params.reset == "soft":
+            v_mem = numerics.membrane(v_mem - params.theta * spikes)
+        else:
+            v_mem = v_mem * (1.0 - spikes)
+    else:
+        spikes = torch.zeros_like(v_mem)
+    if rule is not None:
+        post = (spikes - rule.beta_post).clamp(-1.0, 1.0)
+        hebb = (rule.eta_pre * x).unsqueeze(2) * post.unsqueeze(1)
+        h = numerics.learn(h, hebb, rule.h_max)
+    return LayerState(v_mem, spikes, h, age)
+
+
+@dataclass(frozen=True)
+class NetParams:
+    """The board network: obs -> encoder -> LIF hidden (plus recurrence) -> membrane readout.
+
+    The hidden layer's axons are ``[encoder currents (n_obs), hidden spikes of the previous tick
+    (n_hidden)]``; the readout layer integrates the hidden spikes of the previous tick and is
+    decoded from its membrane after the step's last tick (``dec_mode = 1``).
+    """
+
+    hidden: LayerParams
+    readout: LayerParams
+    ticks: int
+    enc_gain: torch.Tensor  # (n_obs,): x = obs * enc_gain + enc_bias
+    enc_bias: torch.Tensor
+    dec_gain: torch.Tensor  # (n_act,): action = v_readout * dec_gain + dec_bias
+    dec_bias: torch.Tensor
+
+
+class NetState(NamedTuple):
+    hidden: LayerState
+    readout: LayerState
+
+
+def init_net_state(params: NetParams, batch: int) -> NetState:
+    return NetState(init_layer_state(params.hidden, batch), init_layer_state(params.readout, batch))
+
+
+def net_step(
+    obs: torch.Tensor, state: NetState, params: NetParams, numerics: Numerics = Numerics()
+) -> tuple[torch.Tensor, NetState]:
+    """One control step (``params.ticks`` ticks): observation (B, n_obs) to action (B, n_act)."""
+    x_in = numerics.encode(obs, params.enc_gain, params.enc_bias)
+    hidden, readout = state
+    for _ in range(params.ticks):
+        routed = hidden.spikes  # what the hidden layer sent on the previous tick
+        hidden = layer_step(torch.cat([x_in, routed], dim=1), hidden, params.hidden, numerics)
+        readout = layer_step(routed, readout, params.readout, numerics)
+    return readout.v_mem * params.dec_gain + params.dec_bias, NetState(hidden, readout)

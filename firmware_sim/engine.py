@@ -1,0 +1,456 @@
+"""The bit-exact integer engine: one tick as docs/board-spec.md §3 defines it, for every core at once.
+
+Cores are stacked and padded to the widest core of the image, so one numpy operation serves all
+cores: synaptic memory is ``(cores * axons, neurons)`` with row ``core * axons + axon``, neuron
+state is ``(cores, neurons)``. A tick touches only the *active rows* (axons with a nonzero input):
+their weights and traces are gathered, decayed lazily with one power of lambda, summed per core and
+written back. Padding neurons get a threshold above the membrane range, so they never fire;
+padding axons have no source, so they are never active.
+
+State is explicit (``EngineState``); widths come from ``firmware_sim.spec`` only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from firmware_sim import spec
+from firmware_sim.errors import BoardError, FaultError
+from firmware_sim.faults import (
+    ALL_CORES,
+    FLIP_KINDS,
+    NEURON_KINDS,
+    SYNAPSE_KINDS,
+    Fault,
+)
+from firmware_sim.image import BoardImage
+from firmware_sim.profiles import Profile, get_profile
+from firmware_sim.rules import check
+
+SELECTOR_LIMIT = 1 << 16
+"""Sum active rows per core with a float64 selector matmul (exact: every partial sum is an
+integer below 2^31) while cores * rows stays below this; above it ``np.add.reduceat`` is cheaper."""
+
+
+@dataclass
+class Telemetry:
+    """Counters of docs/board-spec.md §9; ``spikes`` has one entry per core of the image."""
+
+    ticks: int = 0
+    steps: int = 0
+    spikes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    synaptic_events: int = 0
+    plasticity_updates: int = 0
+    bit_flips: int = 0
+    faults_active: int = 0
+    bad_frames: int = 0
+
+    def to_dict(self, core_ids: list[int]) -> dict:
+        return {
+            "ticks": self.ticks,
+            "steps": self.steps,
+            "spikes": {str(c): int(n) for c, n in zip(core_ids, self.spikes, strict=True)},
+            "synaptic_events": self.synaptic_events,
+            "plasticity_updates": self.plasticity_updates,
+            "bit_flips": self.bit_flips,
+            "faults_active": self.faults_active,
+            "bad_frames": self.bad_frames,
+        }
+
+
+class Engine:
+    """A loaded image and its running state. ``step(obs)`` is one control step of T ticks."""
+
+    def __init__(self, image: BoardImage, profile: Profile | None = None) -> None:
+        self.profile = profile or get_profile(image.profile)
+        check(image, self.profile)
+        self.image = image
+        self.learning = False
+        self._load_tables(image)
+        self.faults: list[Fault] = []
+        self._fault_rngs: list[np.random.Generator] = []
+        self._fault_masks: list[dict[str, np.ndarray]] = []
+        self.telemetry = Telemetry(spikes=np.zeros(self.n_cores, np.int64))
+        self.reset()
+
+    # ----------------------------------------------------------------- loading
+    def _load_tables(self, image: BoardImage) -> None:
+        cores = sorted(image.cores, key=lambda core: int(core["core_id"]))
+        self.core_ids = [int(core["core_id"]) for core in cores]
+        position = {core_id: p for p, core_id in enumerate(self.core_ids)}
+        C = self.n_cores = len(cores)
+        A = self.n_axons = max(int(core["n_axons"]) for core in cores)
+        N = self.n_neurons = max(int(core["n_neurons"]) for core in cores)
+        board = image.board
+        self.ticks_per_step = int(board["ticks_per_step"])
+        self.obs_dim, self.act_dim = int(board["obs_dim"]), int(board["act_dim"])
+        self.reset_mode = int(board["reset_mode"])
+        self.enc_mode, self.dec_mode = int(board["enc_mode"]), int(board["dec_mode"])
+        self.dec_bias = board["dec_bias"].astype(np.int64)
+        self.dec_scale = np.ldexp(1.0, -board["dec_shift"].astype(np.int64))
+
+        self.weights = np.zeros((C * A, N), np.int8)
+        self.theta = np.full((C, N), spec.V_MAX + 1, np.int64)  # padding never fires
+        self.decay_shift = np.zeros((C, N), np.int64)
+        self.beta = np.zeros((C, N), np.int64)
+        self.f_table = np.zeros((C, spec.F_TABLE_SIZE), np.int64)
+        self.lam_pow = np.zeros((C, spec.AGE_MAX + 1), np.int32)
+        self.row_alpha = np.zeros(C * A, np.int32)
+        self.row_eta = np.zeros(C * A, np.int64)
+        self.row_h_max = np.zeros(C * A, np.int32)
+        self.row_core = np.repeat(np.arange(C), A)
+        self.row_neurons = np.zeros(C * A, np.int64)
+        self.mod_neuron = np.full(C, -1, np.int64)  # flat index into (C * N), -1: none
+        self.mod_levels = np.full((C, 2), spec.MOD_ONE, np.int64)
+        self.n_neurons_of = np.zeros(C, np.int64)
+        self.n_axons_of = np.zeros(C, np.int64)
+        enc_rows, enc_src, enc_gain, enc_bias = [], [], [], []
+        dec_flat, dec_dst, dec_w = [], [], []
+        route_src, route_dst = [], []
+        for p, core in enumerate(cores):
+            a, n = int(core["n_axons"]), int(core["n_neurons"])
+            rows = slice(p * A, p * A + a)
+            self.n_axons_of[p], self.n_neurons_of[p] = a, n
+            self.weights[rows, :n] = core["weights"]
+            self.theta[p, :n] = core["theta"]
+            self.decay_shift[p, :n] = core["decay_shift"]
+            self.beta[p, :n] = core["beta"]
+            self.f_table[p] = core["f_table"]
+            self.lam_pow[p] = spec.lambda_powers(int(core["lam"][0]))
+            self.row_alpha[rows] = int(core["alpha"][0])
+            self.row_eta[rows] = core["eta"]
+            self.row_h_max[rows] = int(core["h_max"][0])
+            self.row_neurons[rows] = n
+            mod_core, mod_j = (int(v) for v in core["mod_src"])
+            if mod_core >= 0:
+                self.mod_neuron[p] = position[mod_core] * N + mod_j
+                self.mod_levels[p] = core["mod_levels"]
+            enc = np.flatnonzero(core["enc_src"] >= 0)
+            enc_rows.append(p * A + enc)
+            enc_src.append(core["enc_src"][enc])
+            enc_gain.append(core["enc_gain"][enc])
+            enc_bias.append(core["enc_bias"][enc])
+            dec = np.flatnonzero(core["dec_dst"] >= 0)
+            dec_flat.append(p * N + dec)
+            dec_dst.append(core["dec_dst"][dec])
+            dec_w.append(core["dec_w"][dec])
+            route_src.append(p * N + core["route_src"].astype(np.int64))
+            dst_pos = np.array([position[int(c)] for c in core["route_dst_core"]], np.int64)
+            route_dst.append(dst_pos * A + core["route_dst_axon"].astype(np.int64))
+        self.weights_q8 = self.weights.astype(np.int32) << spec.TRACE_FRAC
+        self.enc_rows = np.concatenate(enc_rows).astype(np.int64)
+        self.enc_src = np.concatenate(enc_src).astype(np.int64)
+        self.enc_gain = np.concatenate(enc_gain).astype(np.int64)
+        self.enc_bias = np.concatenate(enc_bias).astype(np.int64) << spec.OBS_FRAC
+        self.dec_flat = np.concatenate(dec_flat).astype(np.int64)
+        self.dec_dst = np.concatenate(dec_dst).astype(np.int64)
+        self.dec_w = np.concatenate(dec_w).astype(np.int64)
+        self.route_src = np.concatenate(route_src)
+        self.route_dst = np.concatenate(route_dst)
+        self.core_up = np.ones(C, bool)
+        self.all_up = True
+        self._fault_key: tuple[bool, ...] = ()
+
+    # ------------------------------------------------------------------- state
+    def reset(self) -> None:
+        """Clear membranes, traces, in-flight spikes, encoder phases and the tick counters."""
+        C, A, N = self.n_cores, self.n_axons, self.n_neurons
+        self.v_mem = np.zeros((C, N), np.int64)
+        self.traces = np.zeros((C * A, N), np.int32)  # int16 values, int32 storage for speed
+        self.last = np.zeros(C * A, np.int64)
+        self.spiked = np.zeros(C * N, bool)
+        self.enc_phase = np.zeros(self.enc_rows.size, np.int64)
+        self.counts = np.zeros(C * N, np.int64)
+        self.tick = 0
+        self.t_plastic = 0
+        self._traces_zero = True  # lets w_eff skip alpha * H while every trace is 0
+        self._refresh_faults(force=True)
+
+    def reset_plastic(self) -> None:
+        """Zero the plastic traces only (the global-weights baseline starts from here)."""
+        self.traces[:] = 0
+        self.last[:] = self.t_plastic
+        self._traces_zero = True
+
+    def read_traces(self) -> dict[int, np.ndarray]:
+        """Traces per core as of the current tick (lazy decay applied to a copy: no side effect)."""
+        age = np.minimum(self.t_plastic - self.last, spec.AGE_MAX)
+        scaled = self.traces.astype(np.int64) * self.lam_pow[self.row_core, age][:, None]
+        current = (scaled >> spec.LAMBDA_FRAC).reshape(self.n_cores, self.n_axons, self.n_neurons)
+        return {
+            core_id: current[p, : self.n_axons_of[p], : self.n_neurons_of[p]].astype(np.int16)
+            for p, core_id in enumerate(self.core_ids)
+        }
+
+    def read_membranes(self) -> dict[int, np.ndarray]:
+        return {
+            core_id: self.v_mem[p, : self.n_neurons_of[p]].astype(np.int32)
+            for p, core_id in enumerate(self.core_ids)
+        }
+
+    def read_weights(self) -> dict[int, np.ndarray]:
+        W = self.weights.reshape(self.n_cores, self.n_axons, self.n_neurons)
+        return {
+            core_id: W[p, : self.n_axons_of[p], : self.n_neurons_of[p]].copy()
+            for p, core_id in enumerate(self.core_ids)
+        }
+
+    # --------------------------------------------------------------- encode/decode
+    def encode(self, obs: np.ndarray) -> np.ndarray:
+        """Encoder currents (int8 values) of the encoder axons for one observation."""
+        obs = np.asarray(obs, dtype=np.float64)
+        if obs.shape != (self.obs_dim,):
+            raise BoardError(f"an observation has {obs.size} values but the image takes {self.obs_dim}.")
+        if not np.all(np.isfinite(obs)):
+            raise BoardError("an observation holds NaN or infinity; send finite values.")
+        obs_q = spec.saturate(np.floor(np.ldexp(obs, spec.OBS_FRAC)), spec.OBS_BITS).astype(np.int64)
+        acc = self.enc_gain * obs_q[self.enc_src] + self.enc_bias
+        return spec.saturate(acc >> spec.ENC_SHIFT, spec.INPUT_BITS)
+
+    def decode(self) -> np.ndarray:
+        """Actions (float32) from this step's spike counts or the final membranes."""
+        flat = self.counts if self.dec_mode == spec.DEC_COUNTS else self.v_mem.ravel()
+        acc = self.dec_bias.copy()
+        np.add.at(acc, self.dec_dst, self.dec_w * flat[self.dec_flat])
+        return (acc.astype(np.float64) * self.dec_scale).astype(np.float32)
+
+    # -------------------------------------------------------------------- running
+    def step(self, obs: np.ndarray) -> np.ndarray:
+        """One control step: encode ``obs``, run T ticks, decode. Returns act_dim float32."""
+        obs = np.asarray(obs, dtype=np.float64)
+        noise = self._input_noise(obs.shape, self.tick + 1)
+        current = self.encode(obs if noise is None else obs + noise)
+        self.counts[:] = 0
+        for _ in range(self.ticks_per_step):
+            self.run_tick(current)
+        self.telemetry.steps += 1
+        return self.decode()
+
+    def run_tick(self, current: np.ndarray) -> np.ndarray:
+        """One tick for every core; ``current`` is the encoder output. Returns the spikes (C, N)."""
+        self.tick += 1
+        self._refresh_faults()
+        learning = self.learning
+        if learning:
+            self.t_plastic += 1
+        x = np.zeros(self.n_cores * self.n_axons, np.int32)
+        # 1. receive: routed spikes of the previous tick, then the encoder
+        x[self.route_dst[self.spiked[self.route_src]]] = 1
+        if self.enc_mode == spec.ENC_CURRENT:
+            x[self.enc_rows] = current
+        else:
+            self.enc_phase += np.maximum(current, 0)
+            fire = self.enc_phase >= spec.DELTA_LEVEL
+            self.enc_phase[fire] -= spec.DELTA_LEVEL
+            x[self.enc_rows] = fire
+        if not self.all_up:
+            x.reshape(self.n_cores, self.n_axons)[~self.core_up] = 0
+        # 2. active rows
+        rows = np.flatnonzero(x)
+        x_rows = x[rows]
+        core = self.row_core[rows]
+        # 3. lazy decay, 4. integrate
+        h_rows = self.traces[rows]
+        if learning:
+            age = np.minimum(self.t_plastic - self.last[rows], spec.AGE_MAX)
+            h_rows *= self.lam_pow[core, age][:, None]  # |H| <= 2^15, lam^k <= 2^16: fits int32
+            h_rows >>= spec.LAMBDA_FRAC
+        w_eff = self.weights_q8[rows]
+        if not self._traces_zero:
+            plastic = h_rows * self.row_alpha[rows][:, None]
+            plastic >>= spec.ALPHA_FRAC
+            w_eff = spec.saturate(w_eff + plastic, spec.W_EFF_BITS)
+        if self._stuck is not None:
+            w_eff = np.where(self._stuck[rows], self._stuck_value[rows], w_eff)
+        if not np.all(x_rows == 1):
+            w_eff = w_eff * x_rows[:, None]
+        current_in = self._sum_per_core(w_eff, core)
+        # 5. leak and add
+        v_old = self.v_mem
+        v = v_old - (v_old >> self.decay_shift) + current_in
+        spec.saturate(v, spec.MEMBRANE_BITS, out=v)
+        # 6. fire (>=), with neuron faults
+        spikes = v >= self.theta
+        if self._dead is not None:
+            spikes &= ~self._dead
+            v[self._dead] = 0
+        if self._always is not None:
+            spikes |= self._always
+        if not self.all_up:
+            spikes[~self.core_up] = False
+            v[~self.core_up] = v_old[~self.core_up]
+        # 7. reset
+        if self.reset_mode == spec.RESET_SOFT:
+            np.subtract(v, self.theta, out=v, where=spikes)
+            spec.saturate(v, spec.MEMBRANE_BITS, out=v)
+        else:
+            v[spikes] = 0
+        self.v_mem = v
+        # 8. plasticity
+        if learning and rows.size:
+            self._plasticity(rows, x_rows, core, h_rows, spikes)
+        # 9. send
+        self.spiked = spikes.ravel()
+        self.counts += self.spiked
+        self._flip_bits()
+        tel = self.telemetry
+        tel.ticks += 1
+        tel.spikes += spikes.sum(axis=1)
+        events = int(self.row_neurons[rows].sum())
+        tel.synaptic_events += events
+        if learning:
+            tel.plasticity_updates += events
+        return spikes
+
+    def _sum_per_core(self, values: np.ndarray, core: np.ndarray) -> np.ndarray:
+        """Exact per-core sums of the rows of ``values`` (rows sorted by core)."""
+        out = np.zeros((self.n_cores, self.n_neurons), np.int64)
+        if core.size == 0:
+            return out
+        if self.n_cores * core.size <= SELECTOR_LIMIT:
+            selector = np.zeros((self.n_cores, core.size))
+            selector[core, np.arange(core.size)] = 1.0
+            return (selector @ values.astype(np.float64)).astype(np.int64)
+        starts = np.flatnonzero(np.diff(core, prepend=-1))
+        out[core[starts]] = np.add.reduceat(values, starts, axis=0, dtype=np.int64)
+        return out
+
+    def _plasticity(
+        self,
+        rows: np.ndarray,
+        x_rows: np.ndarray,
+        core: np.ndarray,
+        h_rows: np.ndarray,
+        spikes: np.ndarray,
+    ) -> None:
+        m = self.mod_levels[np.arange(self.n_cores), self._mod_spiked()]
+        d = (spikes.astype(np.int64) << spec.BETA_FRAC) - self.beta
+        np.clip(d, spec.F_INDEX_MIN, spec.F_INDEX_MAX, out=d)
+        g = self.f_table[np.arange(self.n_cores)[:, None], d - spec.F_INDEX_MIN]
+        pre = m[core] * self.row_eta[rows] * x_rows
+        term = (pre[:, None] * g[core]) >> spec.PLASTIC_SHIFT
+        term += h_rows
+        h_max = self.row_h_max[rows][:, None]
+        np.clip(term, -h_max, h_max, out=term)
+        self.traces[rows] = term
+        self.last[rows] = self.t_plastic
+        self._traces_zero = False
+
+    def _mod_spiked(self) -> np.ndarray:
+        """Per core: 1 if its modulator spiked on the previous tick, else 0 (cores without a
+        modulator keep both levels at 1.0)."""
+        fired = self.spiked[np.maximum(self.mod_neuron, 0)] & (self.mod_neuron >= 0)
+        return fired.astype(np.int64)
+
+    # --------------------------------------------------------------------- faults
+    def inject(self, fault: Fault) -> None:
+        """Add a fault; its random choices are drawn now from its seed."""
+        if fault.target != ALL_CORES and fault.target not in self.core_ids:
+            raise FaultError(
+                f"fault {fault.kind} targets core {fault.target}, which this image does not use "
+                f"(cores {self.core_ids[0]}..{self.core_ids[-1]})."
+            )
+        rng = np.random.default_rng(fault.seed)
+        self.faults.append(fault)
+        self._fault_rngs.append(rng)
+        self._fault_masks.append(self._draw_masks(fault, rng))
+        self._refresh_faults(force=True)
+
+    def clear_faults(self) -> None:
+        self.faults, self._fault_rngs, self._fault_masks = [], [], []
+        self._refresh_faults(force=True)
+
+    def active_faults(self) -> list[Fault]:
+        return [fault for fault in self.faults if fault.active(max(self.tick, 1))]
+
+    def _target_cores(self, fault: Fault) -> np.ndarray:
+        if fault.target == ALL_CORES:
+            return np.ones(self.n_cores, bool)
+        return np.arange(self.n_cores) == self.core_ids.index(int(fault.target))
+
+    def _real_synapses(self, cores: np.ndarray) -> np.ndarray:
+        axon_ok = np.arange(self.n_axons)[None, :] < self.n_axons_of[:, None]
+        neuron_ok = np.arange(self.n_neurons)[None, :] < self.n_neurons_of[:, None]
+        real = axon_ok[:, :, None] & neuron_ok[:, None, :] & cores[:, None, None]
+        return real.reshape(self.n_cores * self.n_axons, self.n_neurons)
+
+    def _draw_masks(self, fault: Fault, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        cores = self._target_cores(fault)
+        if fault.kind in SYNAPSE_KINDS:
+            real = self._real_synapses(cores)
+            fraction = fault.magnitude if fault.kind == "stuck-zero" else fault.params.get(
+                "fraction", 0.01
+            )
+            value = 0 if fault.kind == "stuck-zero" else int(fault.magnitude) << spec.TRACE_FRAC
+            mask = real & (rng.random(real.shape) < fraction)
+            return {"stuck": mask, "value": np.int32(spec.saturate(value, spec.W_EFF_BITS))}
+        if fault.kind in NEURON_KINDS:
+            real = (np.arange(self.n_neurons)[None, :] < self.n_neurons_of[:, None]) & cores[:, None]
+            if "neuron" in fault.params:
+                chosen = np.zeros_like(real)
+                chosen[:, int(fault.params["neuron"])] = True
+                return {"neurons": real & chosen}
+            return {"neurons": real & (rng.random(real.shape) < fault.magnitude)}
+        return {"cores": cores}
+
+    def _refresh_faults(self, force: bool = False) -> None:
+        """Rebuild the combined masks when the set of active faults changes."""
+        tick = max(self.tick, 1)
+        key = tuple(fault.active(tick) for fault in self.faults)
+        if not force and key == self._fault_key:
+            return
+        self._fault_key = key
+        C, A, N = self.n_cores, self.n_axons, self.n_neurons
+        self._stuck = self._stuck_value = self._dead = self._always = None
+        self.core_up = np.ones(C, bool)
+        for fault, masks, on in zip(self.faults, self._fault_masks, key, strict=True):
+            if not on:
+                continue
+            if fault.kind in SYNAPSE_KINDS:
+                if self._stuck is None:
+                    self._stuck = np.zeros((C * A, N), bool)
+                    self._stuck_value = np.zeros((C * A, N), np.int32)
+                self._stuck |= masks["stuck"]
+                self._stuck_value[masks["stuck"]] = masks["value"]
+            elif fault.kind == "dead-neuron":
+                self._dead = masks["neurons"] | (False if self._dead is None else self._dead)
+            elif fault.kind == "always-fire":
+                self._always = masks["neurons"] | (False if self._always is None else self._always)
+            elif fault.kind == "core-down":
+                self.core_up &= ~masks["cores"]
+        self.all_up = bool(self.core_up.all())
+        self.telemetry.faults_active = sum(key)
+
+    def _input_noise(self, shape: tuple[int, ...], tick: int) -> np.ndarray | None:
+        noise = None
+        for fault, rng in zip(self.faults, self._fault_rngs, strict=True):
+            if fault.kind == "input-noise" and fault.active(tick):
+                draw = fault.magnitude * rng.standard_normal(shape)
+                noise = draw if noise is None else noise + draw
+        return noise
+
+    def _flip_bits(self) -> None:
+        """Single-event upsets at the end of the tick: each bit flips with the fault's rate."""
+        for fault, rng, masks in zip(self.faults, self._fault_rngs, self._fault_masks, strict=True):
+            if fault.kind not in FLIP_KINDS or not fault.active(self.tick):
+                continue
+            bits = spec.WEIGHT_BITS if fault.kind == "weight-flip" else spec.TRACE_BITS
+            cells = np.flatnonzero(self._real_synapses(masks["cores"]))
+            flips = rng.binomial(cells.size * bits, fault.magnitude)
+            if flips == 0:
+                continue
+            where = rng.integers(0, cells.size * bits, flips)
+            cell, bit = cells[where // bits], where % bits
+            self.telemetry.bit_flips += int(flips)
+            if fault.kind == "weight-flip":
+                raw = self.weights.reshape(-1).view(np.uint8)
+                np.bitwise_xor.at(raw, cell, (1 << bit).astype(np.uint8))
+                flat_q8 = self.weights_q8.reshape(-1)
+                flat_q8[cell] = self.weights.reshape(-1)[cell].astype(np.int32) << spec.TRACE_FRAC
+            else:
+                flat = self.traces.reshape(-1)
+                np.bitwise_xor.at(flat, cell, (1 << bit).astype(np.int32))
+                flat[cell] = spec.wrap(flat[cell], spec.TRACE_BITS)
+                self._traces_zero = False

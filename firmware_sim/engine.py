@@ -1,4 +1,4 @@
-"""The bit-exact integer engine: one tick as docs/board-spec.md §3 defines it, for every core at once.
+"""The bit-exact integer engine: one tick of docs/board-spec.md §3, for all cores at once.
 
 Cores are stacked and padded to the widest core of the image, so one numpy operation serves all
 cores: synaptic memory is ``(cores * axons, neurons)`` with row ``core * axons + axon``, neuron
@@ -202,10 +202,14 @@ class Engine:
         """Encoder currents (int8 values) of the encoder axons for one observation."""
         obs = np.asarray(obs, dtype=np.float64)
         if obs.shape != (self.obs_dim,):
-            raise BoardError(f"an observation has {obs.size} values but the image takes {self.obs_dim}.")
+            raise BoardError(
+                f"an observation has {obs.size} values but the image takes {self.obs_dim}."
+            )
         if not np.all(np.isfinite(obs)):
             raise BoardError("an observation holds NaN or infinity; send finite values.")
-        obs_q = spec.saturate(np.floor(np.ldexp(obs, spec.OBS_FRAC)), spec.OBS_BITS).astype(np.int64)
+        obs_q = spec.saturate(np.floor(np.ldexp(obs, spec.OBS_FRAC)), spec.OBS_BITS).astype(
+            np.int64
+        )
         acc = self.enc_gain * obs_q[self.enc_src] + self.enc_bias
         return spec.saturate(acc >> spec.ENC_SHIFT, spec.INPUT_BITS)
 
@@ -380,14 +384,18 @@ class Engine:
         cores = self._target_cores(fault)
         if fault.kind in SYNAPSE_KINDS:
             real = self._real_synapses(cores)
-            fraction = fault.magnitude if fault.kind == "stuck-zero" else fault.params.get(
-                "fraction", 0.01
+            fraction = (
+                fault.magnitude
+                if fault.kind == "stuck-zero"
+                else fault.params.get("fraction", 0.01)
             )
             value = 0 if fault.kind == "stuck-zero" else int(fault.magnitude) << spec.TRACE_FRAC
             mask = real & (rng.random(real.shape) < fraction)
             return {"stuck": mask, "value": np.int32(spec.saturate(value, spec.W_EFF_BITS))}
         if fault.kind in NEURON_KINDS:
-            real = (np.arange(self.n_neurons)[None, :] < self.n_neurons_of[:, None]) & cores[:, None]
+            real = (np.arange(self.n_neurons)[None, :] < self.n_neurons_of[:, None]) & cores[
+                :, None
+            ]
             if "neuron" in fault.params:
                 chosen = np.zeros_like(real)
                 chosen[:, int(fault.params["neuron"])] = True

@@ -38,7 +38,9 @@ class Fault:
         if self.domain != "board":
             raise FaultError(f"the board handles board faults only, not {self.domain!r} faults.")
         if self.kind not in KINDS:
-            raise FaultError(f"unknown board fault {self.kind!r}; choose one of: {', '.join(KINDS)}.")
+            raise FaultError(
+                f"unknown board fault {self.kind!r}; choose one of: {', '.join(KINDS)}."
+            )
         if not (self.target == ALL_CORES or (isinstance(self.target, int) and self.target >= 0)):
             raise FaultError(f"a fault targets a core id or 'all', not {self.target!r}.")
         if self.onset < 0 or (self.duration is not None and self.duration < 1):
@@ -96,7 +98,9 @@ def parse_fault(text: str) -> Fault:
     if parts[0] == "board":
         parts = parts[1:]
     if not parts or not parts[0] or len(parts) > 2:
-        raise FaultError(f"cannot read fault {text!r}; write e.g. board:dead-neuron:core=0,magnitude=0.1.")
+        raise FaultError(
+            f"cannot read fault {text!r}; write e.g. board:dead-neuron:core=0,magnitude=0.1."
+        )
     record: dict[str, Any] = {"kind": parts[0], "params": {}}
     for item in filter(None, (parts[1] if len(parts) == 2 else "").split(",")):
         key, sep, value = item.partition("=")

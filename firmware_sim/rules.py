@@ -40,7 +40,9 @@ def core_count_and_ids(image: BoardImage, profile: Profile) -> str | None:
     for core in image.cores:
         for name in CORE_INTS:
             if not isinstance(core.get(name), int | np.integer):
-                return f"A core lacks the integer {name!r}; every core needs {', '.join(CORE_INTS)}."
+                return (
+                    f"A core lacks the integer {name!r}; every core needs {', '.join(CORE_INTS)}."
+                )
     ids = [int(core["core_id"]) for core in image.cores]
     if len(set(ids)) != len(ids):
         return "Two cores share a core_id; give every core its own id."
@@ -55,8 +57,8 @@ def core_sizes(image: BoardImage, profile: Profile) -> str | None:
         a, n = int(core["n_axons"]), int(core["n_neurons"])
         if not 1 <= a <= profile.axons_per_core:
             return (
-                f"Core {core['core_id']} has {a} axons but a core takes 1..{profile.axons_per_core};"
-                " split the layer's inputs or shrink it."
+                f"Core {core['core_id']} has {a} axons but a core takes "
+                f"1..{profile.axons_per_core}; split the layer's inputs or shrink it."
             )
         if not 1 <= n <= profile.neurons_per_core:
             return (
@@ -75,9 +77,7 @@ def tables_present(image: BoardImage, profile: Profile) -> str | None:
             table = core.get(name)
             want = shape(a, n, e)
             if not isinstance(table, np.ndarray) or table.dtype != dtype or table.shape != want:
-                got = (
-                    f"{table.dtype} {table.shape}" if isinstance(table, np.ndarray) else "missing"
-                )
+                got = f"{table.dtype} {table.shape}" if isinstance(table, np.ndarray) else "missing"
                 return (
                     f"Core {core['core_id']} table {name!r} is {got} but must be "
                     f"{np.dtype(dtype)} {want}."
@@ -109,9 +109,7 @@ def leak_shifts_in_range(image: BoardImage, profile: Profile) -> str | None:
     for core in image.cores:
         shift = core["decay_shift"]
         if shift.min() < 0 or shift.max() > spec.MEMBRANE_BITS - 1:
-            return (
-                f"Core {core['core_id']} has a leak shift outside 0..{spec.MEMBRANE_BITS - 1}."
-            )
+            return f"Core {core['core_id']} has a leak shift outside 0..{spec.MEMBRANE_BITS - 1}."
     return None
 
 
@@ -142,7 +140,9 @@ def routes_exist(image: BoardImage, profile: Profile) -> str | None:
         for dst_core, dst_axon in zip(core["route_dst_core"], core["route_dst_axon"], strict=True):
             target = cores.get(int(dst_core))
             if target is None:
-                return f"Core {core['core_id']} routes to core {dst_core}, which is not in the image."
+                return (
+                    f"Core {core['core_id']} routes to core {dst_core}, which is not in the image."
+                )
             if not 0 <= dst_axon < int(target["n_axons"]):
                 return (
                     f"Core {core['core_id']} routes to axon {dst_axon} of core {dst_core}, "

@@ -85,7 +85,7 @@ def wrap(x: np.ndarray | int, bits: int) -> np.ndarray:
 
 @lru_cache(maxsize=64)
 def lambda_powers(lam: int, length: int = AGE_MAX + 1) -> np.ndarray:
-    """The lazy-decay table: ``p[0] = 65536``, ``p[k] = (p[k-1] * lam) >> 16`` (floor); read-only."""
+    """Lazy-decay table: ``p[0] = 65536``, ``p[k] = (p[k-1] * lam) >> 16`` (floor); read-only."""
     powers = np.empty(length, dtype=np.int64)
     value = LAMBDA_ONE
     for k in range(length):

@@ -5,8 +5,9 @@ Units: a spike (or x = 1) through W = 1 adds 256 to v_mem (Q.8 effective weight)
 import numpy as np
 
 from firmware_sim import spec
+from firmware_sim.engine import Engine
 from firmware_sim.image import Layer, tanh_f_table
-from tests.firmware_sim.conftest import weights
+from tests.firmware_sim.conftest import chain_image, weights
 
 
 def run(engine, inputs):
@@ -161,10 +162,6 @@ def test_modulator_gates_learning_from_the_previous_tick(make_engine):
         eta=100,
         mod_levels=(0, 512),
     )
-    from tests.firmware_sim.conftest import chain_image
-
-    from firmware_sim.engine import Engine
-
     engine = Engine(chain_image([layer], modulator=(0, 0)))
     engine.learning = True
     engine.run_tick(np.array([1]))

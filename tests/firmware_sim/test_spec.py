@@ -27,7 +27,8 @@ def test_saturate_in_place_writes_into_out():
 
 
 def test_lambda_powers_follow_the_floor_recurrence_by_hand():
-    # lam = 45000/65536: p1 = 45000, p2 = floor(45000^2 / 2^16) = 30899, p3 = floor(30899*45000/2^16)
+    # lam = 45000/65536: p1 = 45000, p2 = floor(45000^2 / 2^16) = 30899,
+    # p3 = floor(30899 * 45000 / 2^16) = 21216
     table = spec.lambda_powers(45000)
     assert table[:4].tolist() == [65536, 45000, 30899, 21216]
     assert table.size == spec.AGE_MAX + 1

@@ -164,6 +164,7 @@ class Engine:
         self.enc_phase = np.zeros(self.enc_rows.size, np.int64)
         self.counts = np.zeros(C * N, np.int64)
         self.tick = 0
+        self.steps = 0
         self.t_plastic = 0
         self._traces_zero = True  # lets w_eff skip alpha * H while every trace is 0
         self._refresh_faults(force=True)
@@ -224,18 +225,19 @@ class Engine:
     def step(self, obs: np.ndarray) -> np.ndarray:
         """One control step: encode ``obs``, run T ticks, decode. Returns act_dim float32."""
         obs = np.asarray(obs, dtype=np.float64)
-        noise = self._input_noise(obs.shape, self.tick + 1)
+        self._refresh_faults()
+        noise = self._input_noise(obs.shape)
         current = self.encode(obs if noise is None else obs + noise)
         self.counts[:] = 0
         for _ in range(self.ticks_per_step):
             self.run_tick(current)
+        self.steps += 1
         self.telemetry.steps += 1
         return self.decode()
 
     def run_tick(self, current: np.ndarray) -> np.ndarray:
         """One tick for every core; ``current`` is the encoder output. Returns the spikes (C, N)."""
         self.tick += 1
-        self._refresh_faults()
         learning = self.learning
         if learning:
             self.t_plastic += 1
@@ -367,7 +369,7 @@ class Engine:
         self._refresh_faults(force=True)
 
     def active_faults(self) -> list[Fault]:
-        return [fault for fault in self.faults if fault.active(max(self.tick, 1))]
+        return [fault for fault in self.faults if fault.active(self.steps)]
 
     def _target_cores(self, fault: Fault) -> np.ndarray:
         if fault.target == ALL_CORES:
@@ -396,17 +398,21 @@ class Engine:
             real = (np.arange(self.n_neurons)[None, :] < self.n_neurons_of[:, None]) & cores[
                 :, None
             ]
-            if "neuron" in fault.params:
+            if fault.neuron is not None:
+                if fault.neuron >= self.n_neurons:
+                    raise FaultError(
+                        f"fault {fault.kind} names neuron {fault.neuron}, beyond "
+                        f"the {self.n_neurons} neurons of a core."
+                    )
                 chosen = np.zeros_like(real)
-                chosen[:, int(fault.params["neuron"])] = True
+                chosen[:, fault.neuron] = True
                 return {"neurons": real & chosen}
             return {"neurons": real & (rng.random(real.shape) < fault.magnitude)}
         return {"cores": cores}
 
     def _refresh_faults(self, force: bool = False) -> None:
         """Rebuild the combined masks when the set of active faults changes."""
-        tick = max(self.tick, 1)
-        key = tuple(fault.active(tick) for fault in self.faults)
+        key = tuple(fault.active(self.steps) for fault in self.faults)
         if not force and key == self._fault_key:
             return
         self._fault_key = key
@@ -431,10 +437,10 @@ class Engine:
         self.all_up = bool(self.core_up.all())
         self.telemetry.faults_active = sum(key)
 
-    def _input_noise(self, shape: tuple[int, ...], tick: int) -> np.ndarray | None:
+    def _input_noise(self, shape: tuple[int, ...]) -> np.ndarray | None:
         noise = None
         for fault, rng in zip(self.faults, self._fault_rngs, strict=True):
-            if fault.kind == "input-noise" and fault.active(tick):
+            if fault.kind == "input-noise" and fault.active(self.steps):
                 draw = fault.magnitude * rng.standard_normal(shape)
                 noise = draw if noise is None else noise + draw
         return noise
@@ -442,7 +448,7 @@ class Engine:
     def _flip_bits(self) -> None:
         """Single-event upsets at the end of the tick: each bit flips with the fault's rate."""
         for fault, rng, masks in zip(self.faults, self._fault_rngs, self._fault_masks, strict=True):
-            if fault.kind not in FLIP_KINDS or not fault.active(self.tick):
+            if fault.kind not in FLIP_KINDS or not fault.active(self.steps):
                 continue
             bits = spec.WEIGHT_BITS if fault.kind == "weight-flip" else spec.TRACE_BITS
             cells = np.flatnonzero(self._real_synapses(masks["cores"]))

@@ -1,10 +1,13 @@
 """Board faults as data (docs/board-spec.md §8): a record, one spec syntax, masks for the engine.
 
-A ``Fault`` is declarative: ``kind``, ``target`` (a core or ``all``), ``magnitude``, ``onset`` tick,
-``duration`` in ticks (``None``: permanent) and ``seed``. The choices a fault makes (which
-synapses, which neurons) are drawn from ``numpy.random.default_rng(seed)`` when it is injected,
+A ``Fault`` is declarative: ``kind``, ``target`` (a core or ``all``, optionally one neuron),
+``magnitude``, ``onset`` control step, ``duration`` in steps (``None``: until cleared) and
+``seed``; the record on the wire is the protocol's fault record (``target`` a map such as
+``{"core": 3, "neuron": 17}``, kind-specific extras such as ``fraction`` in ``params``).
+The choices a fault makes (which synapses, which neurons) are drawn from ``numpy.random.default_rng(seed)`` when it is injected,
 so the same image, seed and fault list reproduce a run bit for bit. The CLI/FAULT syntax is
-``board:KIND:core=3,magnitude=0.1,onset=100,duration=50,seed=7`` (``board:`` is optional).
+``board:KIND:core=3,neuron=5,magnitude=0.1,onset=100,duration=50,seed=7,fraction=0.2``
+(``board:`` is optional).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class Fault:
 
     kind: str
     target: int | str = ALL_CORES
+    neuron: int | None = None
     magnitude: float = 0.0
     onset: int = 0
     duration: int | None = None
@@ -44,7 +48,9 @@ class Fault:
         if not (self.target == ALL_CORES or (isinstance(self.target, int) and self.target >= 0)):
             raise FaultError(f"a fault targets a core id or 'all', not {self.target!r}.")
         if self.onset < 0 or (self.duration is not None and self.duration < 1):
-            raise FaultError("a fault's onset must be >= 0 and its duration >= 1 tick.")
+            raise FaultError("a fault's onset must be >= 0 and its duration >= 1 step.")
+        if self.neuron is not None and (self.neuron < 0 or self.kind not in NEURON_KINDS):
+            raise FaultError("only dead-neuron and always-fire take a neuron, and it is >= 0.")
         fraction_kinds = (*SYNAPSE_KINDS[:1], *NEURON_KINDS)
         if self.kind in fraction_kinds and not 0.0 <= self.magnitude <= 1.0:
             raise FaultError(f"{self.kind} takes a fraction in 0..1 as magnitude.")
@@ -55,31 +61,43 @@ class Fault:
         if not 0.0 <= float(self.params.get("fraction", 0.01)) <= 1.0:
             raise FaultError("a fault's fraction must lie in 0..1.")
 
-    def active(self, tick: int) -> bool:
-        """Whether the fault acts on board tick ``tick``."""
-        if tick < self.onset:
+    def active(self, step: int) -> bool:
+        """Whether the fault acts during control step ``step`` (0 for the first step)."""
+        if step < self.onset:
             return False
-        return self.duration is None or tick < self.onset + self.duration
+        return self.duration is None or step < self.onset + self.duration
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The protocol's fault record for this fault."""
+        record = asdict(self)
+        target = {"core": record.pop("target")}
+        if record["neuron"] is not None:
+            target["neuron"] = record["neuron"]
+        del record["neuron"]
+        return {**record, "target": target}
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> Fault:
         """A fault from a FAULT message body; unknown or ill-typed fields are one sentence."""
-        known = set(cls.__dataclass_fields__)
+        known = set(cls.__dataclass_fields__) - {"neuron"}
         unknown = set(record) - known
         if unknown:
             raise FaultError(f"a fault record has unknown fields: {', '.join(sorted(unknown))}.")
         if "kind" not in record:
             raise FaultError("a fault record needs a kind.")
+        target = record.get("target") or {}
+        if not isinstance(target, dict):
+            target = {"core": target}
+        if set(target) - {"core", "neuron"}:
+            raise FaultError("a board fault's target names a core and optionally a neuron.")
         try:
-            target = record.get("target", ALL_CORES)
-            target = target if target == ALL_CORES else int(target)
+            core = target.get("core", ALL_CORES)
+            neuron = target.get("neuron")
             duration = record.get("duration")
             return cls(
                 kind=str(record["kind"]),
-                target=target,
+                target=core if core == ALL_CORES else int(core),
+                neuron=None if neuron is None else int(neuron),
                 magnitude=float(record.get("magnitude", 0.0)),
                 onset=int(record.get("onset", 0)),
                 duration=None if duration is None else int(duration),
@@ -101,13 +119,13 @@ def parse_fault(text: str) -> Fault:
         raise FaultError(
             f"cannot read fault {text!r}; write e.g. board:dead-neuron:core=0,magnitude=0.1."
         )
-    record: dict[str, Any] = {"kind": parts[0], "params": {}}
+    record: dict[str, Any] = {"kind": parts[0], "params": {}, "target": {}}
     for item in filter(None, (parts[1] if len(parts) == 2 else "").split(",")):
         key, sep, value = item.partition("=")
         if not sep:
             raise FaultError(f"fault parameter {item!r} needs the form key=value.")
-        if key in ("core", "target"):
-            record["target"] = value
+        if key in ("core", "neuron"):
+            record["target"][key] = value
         elif key in ("magnitude", "onset", "duration", "seed"):
             record[key] = value
         else:

@@ -23,8 +23,16 @@ def drive(engine, steps=4, seed=0):
 
 def test_parse_fault_spec():
     fault = parse_fault("board:stuck-value:core=1,magnitude=-3,fraction=0.5,onset=9,seed=4")
-    assert fault == Fault("stuck-value", 1, -3.0, 9, None, 4, {"fraction": 0.5})
+    assert fault == Fault("stuck-value", 1, None, -3.0, 9, None, 4, {"fraction": 0.5})
     assert parse_fault("core-down:core=all").target == "all"
+    assert parse_fault("dead-neuron:core=0,neuron=3").neuron == 3
+
+
+def test_fault_record_round_trips_in_the_protocol_shape():
+    fault = parse_fault("always-fire:core=2,neuron=4,onset=3,duration=5,seed=1")
+    record = fault.to_dict()
+    assert record["target"] == {"core": 2, "neuron": 4} and record["domain"] == "board"
+    assert Fault.from_dict(record) == fault
 
 
 @pytest.mark.parametrize(
@@ -44,8 +52,8 @@ def test_fault_on_missing_core_is_refused(engine):
 def test_same_seed_same_run(engine):
     twin = Engine(engine.image)
     for board in (engine, twin):
-        board.inject(Fault("weight-flip", "all", 1e-3, seed=5))
-        board.inject(Fault("input-noise", "all", 10.0, seed=6))
+        board.inject(Fault("weight-flip", "all", magnitude=1e-3, seed=5))
+        board.inject(Fault("input-noise", "all", magnitude=10.0, seed=6))
     assert np.array_equal(np.array(drive(engine)), np.array(drive(twin)))
     assert engine.telemetry.bit_flips == twin.telemetry.bit_flips > 0
     assert np.array_equal(engine.weights, twin.weights)
@@ -54,8 +62,8 @@ def test_same_seed_same_run(engine):
 def test_dead_and_always_firing_neurons(make_engine):
     layer = Layer(weights([1, 1, 1]), theta=256, decay_shift=0)
     board = make_engine([layer])
-    board.inject(Fault("dead-neuron", 0, params={"neuron": 0}))
-    board.inject(Fault("always-fire", 0, params={"neuron": 2}))
+    board.inject(Fault("dead-neuron", 0, neuron=0))
+    board.inject(Fault("always-fire", 0, neuron=2))
     spikes = board.run_tick(np.array([1]))  # every neuron would fire on x = 1
     assert spikes[0, :3].tolist() == [False, True, True]
     spikes = board.run_tick(np.array([0]))  # nothing drives them now
@@ -64,7 +72,7 @@ def test_dead_and_always_firing_neurons(make_engine):
 
 def test_stuck_zero_silences_all_synapses(make_engine):
     board = make_engine([Layer(weights([5, 5]), theta=10**6, decay_shift=23)])
-    board.inject(Fault("stuck-zero", 0, 1.0))
+    board.inject(Fault("stuck-zero", 0, magnitude=1.0))
     board.run_tick(np.array([1]))
     assert board.v_mem[0, :2].tolist() == [0, 0]
     assert board.weights[0, :2].tolist() == [5, 5]  # memory intact: the synapse is stuck
@@ -72,16 +80,16 @@ def test_stuck_zero_silences_all_synapses(make_engine):
 
 def test_stuck_value_replaces_the_effective_weight(make_engine):
     board = make_engine([Layer(weights([5]), theta=10**6, decay_shift=23)])
-    board.inject(Fault("stuck-value", 0, -2.0, params={"fraction": 1.0}))
+    board.inject(Fault("stuck-value", 0, magnitude=-2.0, params={"fraction": 1.0}))
     board.run_tick(np.array([3]))
     assert board.v_mem[0, 0] == 3 * -2 * 256
 
 
-def test_onset_and_duration_bound_a_fault(make_engine):
-    board = make_engine([Layer(weights([1]), theta=256, decay_shift=0)])
+def test_onset_and_duration_count_control_steps(make_engine):
+    board = make_engine([Layer(weights([1]), theta=256, decay_shift=0)], ticks_per_step=2)
     board.inject(Fault("core-down", 0, onset=2, duration=2))
-    fired = [bool(board.run_tick(np.array([1]))[0, 0]) for _ in range(5)]
-    assert fired == [True, False, False, True, True]
+    counts = [board.step(np.array([1.0])).tolist() for _ in range(5)]
+    assert counts == [[2.0], [2.0], [0.0], [0.0], [2.0]]
 
 
 def test_core_down_freezes_the_core(engine):
@@ -97,7 +105,7 @@ def test_core_down_freezes_the_core(engine):
 
 def test_trace_flips_stay_in_16_bits(engine):
     engine.learning = True
-    engine.inject(Fault("trace-flip", "all", 1e-2, seed=2))
+    engine.inject(Fault("trace-flip", "all", magnitude=1e-2, seed=2))
     drive(engine, 3)
     assert engine.telemetry.bit_flips > 0
     assert engine.traces.min() >= -32768 and engine.traces.max() <= 32767

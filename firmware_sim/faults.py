@@ -5,7 +5,8 @@ A ``Fault`` is declarative: ``kind``, ``target`` (a core or ``all``, optionally 
 ``seed``; the record on the wire is the protocol's fault record (``target`` a map such as
 ``{"core": 3, "neuron": 17}``, kind-specific extras such as ``fraction`` in ``params``).
 The choices a fault makes (which synapses, which neurons) are drawn from
-``numpy.random.default_rng(seed)`` when it is injected, so the same image, seed and fault list reproduce a run bit for bit. The CLI/FAULT syntax is
+``numpy.random.default_rng(seed)`` when it is injected, so the same image, seed and fault list
+reproduce a run bit for bit. The CLI syntax is
 ``board:KIND:core=3,neuron=5,magnitude=0.1,onset=100,duration=50,seed=7,fraction=0.2``
 (``board:`` is optional).
 """

@@ -60,7 +60,7 @@ class BodyModel(Protocol):
     def apply_body_faults(self, faults: Sequence[RobotFault]) -> None: ...
 
 
-class FaultWrapper(gym.Wrapper):
+class FaultWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Inject robot faults, on a schedule, into any env with Box action and observation spaces.
 
     Args:
@@ -74,6 +74,9 @@ class FaultWrapper(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env, faults: Sequence[RobotFault | str | Mapping] = ()) -> None:
+        gym.utils.RecordConstructorArgs.__init__(
+            self, faults=[as_fault(fault).to_dict() for fault in faults]
+        )
         super().__init__(env)
         if not isinstance(env.action_space, gym.spaces.Box) or not isinstance(
             env.observation_space, gym.spaces.Box
@@ -170,6 +173,9 @@ class FaultWrapper(gym.Wrapper):
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         t = self.step_index
         self._activate(t)
+        if len(self._history) > 1:  # a delay fault is scheduled: remember every command
+            self._history[1:] = self._history[:-1].copy()
+            self._history[0] = np.asarray(action, dtype=np.float64).reshape(-1)
         if not self.actuator.is_healthy:
             action = self._actuate(np.asarray(action, dtype=np.float64).reshape(-1))
         obs, reward, terminated, truncated, info = self.env.step(action)
@@ -219,12 +225,10 @@ class FaultWrapper(gym.Wrapper):
         self._active_dicts = [{**self.faults[i].to_dict(), "onset": self.onsets[i]} for i in active]
 
     def _actuate(self, command: np.ndarray) -> Any:
-        history = self._history
-        if len(history) > 1:
-            history[1:] = history[:-1].copy()
-        history[0] = command
         model = self.actuator
-        delayed = history[model.delay, np.arange(self.n_action)]
+        delayed = command
+        if len(self._history) > 1:
+            delayed = self._history[model.delay, np.arange(self.n_action)]
         out = actuate(delayed, model.gain, model.bias, model.limit)
         return out.reshape(self.env.action_space.shape).astype(self.env.action_space.dtype)
 

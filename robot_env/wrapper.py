@@ -91,6 +91,10 @@ class FaultWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.actuator = ActuatorModel.healthy(self.n_action)
         self.step_index = 0
         self._active: tuple[int, ...] = ()
+        self._sensing: tuple[int, ...] = ()
+        self._sensor_plan: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._edges: list[int] = []
+        self._next_change = 0
         self._active_dicts: list[dict[str, Any]] = []
         self._history = np.zeros((1, self.n_action))
         self._rngs: list[np.random.Generator] = []
@@ -107,6 +111,16 @@ class FaultWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         for fault in records:
             self._check_target(fault)
         self.faults = records
+        self._sensor_plan = {}
+        for i, fault in enumerate(records):
+            if fault.group == SENSOR:
+                channels = self.sensor_channels_of(fault.target)
+                scalars = [c.index[0] for c in channels if c.kind == "scalar"]
+                pairs = [c.index for c in channels if c.kind == "angle"]
+                self._sensor_plan[i] = (
+                    np.array(scalars, dtype=np.int64),
+                    np.array(pairs, dtype=np.int64).reshape(-1, 2),
+                )
         max_delay = sum(int(f.magnitude) for f in records if f.kind == "delay")
         self._history = np.zeros((max_delay + 1, self.n_action))
 
@@ -165,6 +179,14 @@ class FaultWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._history[:] = 0.0
         self._stuck = {}
         self._active = ()
+        self._edges = sorted(
+            {
+                edge
+                for f, on in zip(self.faults, self.onsets, strict=True)
+                for edge in (on, on + (f.duration or 0))
+                if edge > 0
+            }
+        )
         self._activate(0, force=True)
         info = dict(info)
         info["faults"] = self._active_dicts
@@ -210,16 +232,22 @@ class FaultWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     # --- internals ---------------------------------------------------------------------------
 
     def _activate(self, t: int, force: bool = False) -> None:
+        if not force and t < self._next_change:
+            return
         active = tuple(
             i
             for i, (fault, onset) in enumerate(zip(self.faults, self.onsets, strict=True))
             if is_active(onset, fault.duration, t)
         )
+        # The active set can only change where some fault starts or ends.
+        edges = [e for e in self._edges if e > t]
+        self._next_change = min(edges) if edges else np.iinfo(np.int64).max
         if active == self._active and not force:
             return
         self._active = active
         faults = self.active_faults()
         self.actuator = actuator_model([f for f in faults if f.group == ACTUATOR], self.n_action)
+        self._sensing = tuple(i for i in active if self.faults[i].group == SENSOR)
         if self.body is not None:
             self.body.apply_body_faults([f for f in faults if f.group == BODY])
         self._active_dicts = [{**self.faults[i].to_dict(), "onset": self.onsets[i]} for i in active]
@@ -233,46 +261,45 @@ class FaultWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return out.reshape(self.env.action_space.shape).astype(self.env.action_space.dtype)
 
     def _sense(self, obs: Any, t: int) -> Any:
-        sensing = [i for i in self._active if self.faults[i].group == SENSOR]
-        if not sensing:
+        if not self._sensing:
             return obs
         reading = np.array(obs, dtype=np.float64).reshape(-1)
-        for i in sensing:
-            fault = self.faults[i]
-            for c, channel in enumerate(self.sensor_channels_of(fault.target)):
-                key = (i, c)
-                values = reading[list(channel.index)]
-                if channel.kind == "angle":
-                    values = _corrupt_angle(values, fault, self._rngs[i], self._stuck, key)
-                else:
-                    values = _corrupt_scalar(values, fault, self._rngs[i], self._stuck, key)
-                reading[list(channel.index)] = values
+        for i in self._sensing:
+            scalars, pairs = self._sensor_plan[i]
+            _corrupt(reading, scalars, pairs, self.faults[i], self._rngs[i], self._stuck, i)
         space = self.env.observation_space
         return reading.reshape(space.shape).astype(space.dtype)
 
 
-def _corrupt_scalar(
-    values: np.ndarray, fault: RobotFault, rng: np.random.Generator, stuck: dict, key: tuple
-) -> np.ndarray:
-    if fault.kind == "sensor-noise":
-        return values + rng.normal(0.0, fault.magnitude, values.shape)
-    if fault.kind == "sensor-bias":
-        return values + fault.magnitude
+def _corrupt(
+    reading: np.ndarray,
+    scalars: np.ndarray,
+    pairs: np.ndarray,
+    fault: RobotFault,
+    rng: np.random.Generator,
+    stuck: dict[int, np.ndarray],
+    key: int,
+) -> None:
+    """Apply one sensor fault in place to its scalar entries and its (cos, sin) angle pairs."""
+    everything = np.concatenate([scalars, pairs.reshape(-1)])
     if fault.kind == "sensor-stuck":
-        return stuck.setdefault(key, values.copy())
-    return np.zeros_like(values) if rng.random() < fault.magnitude else values
-
-
-def _corrupt_angle(
-    values: np.ndarray, fault: RobotFault, rng: np.random.Generator, stuck: dict, key: tuple
-) -> np.ndarray:
-    if fault.kind in ("sensor-noise", "sensor-bias"):
-        shift = (
-            rng.normal(0.0, fault.magnitude) if fault.kind == "sensor-noise" else fault.magnitude
-        )
-        theta = np.arctan2(values[1], values[0]) + shift
-        return np.hypot(values[0], values[1]) * np.array([np.cos(theta), np.sin(theta)])
-    return _corrupt_scalar(values, fault, rng, stuck, key)
+        reading[everything] = stuck.setdefault(key, reading[everything].copy())
+        return
+    if fault.kind == "sensor-dropout":
+        lost = rng.random(len(scalars) + len(pairs)) < fault.magnitude
+        reading[scalars[lost[: len(scalars)]]] = 0.0
+        reading[pairs[lost[len(scalars) :]].reshape(-1)] = 0.0
+        return
+    noisy = fault.kind == "sensor-noise"
+    n = len(scalars) + len(pairs)
+    shift = rng.normal(0.0, fault.magnitude, n) if noisy else np.full(n, fault.magnitude)
+    reading[scalars] += shift[: len(scalars)]
+    if len(pairs):
+        # An encoder's error is an angle: rotate (cos, sin) and stay on the unit circle.
+        cos, sin = reading[pairs[:, 0]], reading[pairs[:, 1]]
+        turn = shift[len(scalars) :]
+        reading[pairs[:, 0]] = cos * np.cos(turn) - sin * np.sin(turn)
+        reading[pairs[:, 1]] = sin * np.cos(turn) + cos * np.sin(turn)
 
 
 def _named_channels(unwrapped: gym.Env, n_obs: int) -> dict[str, list[Channel]]:

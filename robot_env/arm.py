@@ -26,8 +26,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from robot_env.errors import FaultTargetError
-from robot_env.faults import RobotFault, joint_indices, target_parts
+from robot_env.faults import RobotFault, check_jointed_body_fault, joint_indices, target_parts
 from robot_env.render import Canvas
 from robot_env.wrapper import Channel, angle, scalar
 
@@ -326,11 +325,7 @@ class ArmReachEnv(gym.Env):
         self.params = with_body_faults(self.base_params, faults)
 
     def check_body_fault(self, fault: RobotFault) -> None:
-        if fault.kind == "crippled-leg":
-            raise FaultTargetError("ArmReach has no legs; crippled-leg needs Ant.")
-        if target_parts(fault.target)[0] == "body":
-            raise FaultTargetError("ArmReach body faults target joint=N or all, not body=NAME.")
-        joint_indices(fault.target, 2)
+        check_jointed_body_fault("ArmReach", fault, 2)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None

@@ -24,8 +24,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from robot_env.errors import FaultTargetError
-from robot_env.faults import RobotFault, joint_indices, target_parts
+from robot_env.faults import RobotFault, check_jointed_body_fault
 from robot_env.render import Canvas
 from robot_env.wrapper import Channel, angle, scalar
 
@@ -207,11 +206,7 @@ class BikeBalanceEnv(gym.Env):
             self.ad, self.bd = discrete_matrices(params)
 
     def check_body_fault(self, fault: RobotFault) -> None:
-        if fault.kind == "crippled-leg":
-            raise FaultTargetError("BikeBalance has no legs; crippled-leg needs Ant.")
-        if target_parts(fault.target)[0] == "body":
-            raise FaultTargetError("BikeBalance body faults target the whole bike (all).")
-        joint_indices(fault.target, 1)
+        check_jointed_body_fault("BikeBalance", fault, 1)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None

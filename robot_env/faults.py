@@ -409,5 +409,14 @@ def joint_indices(target: str, n: int) -> np.ndarray:
     return np.array([joint])
 
 
+def check_jointed_body_fault(task: str, fault: RobotFault, n_joints: int) -> None:
+    """Body-fault targets of a task without legs or named bodies: ``joint=N`` or ``all``."""
+    if fault.kind == "crippled-leg":
+        raise FaultTargetError(f"{task} has no legs; crippled-leg needs Ant.")
+    if target_parts(fault.target)[0] == "body":
+        raise FaultTargetError(f"{task} body faults target joint=N or all, not body=NAME.")
+    joint_indices(fault.target, n_joints)
+
+
 def is_active(onset: int, duration: int | None, step: int) -> bool:
     return onset <= step and (duration is None or step < onset + duration)

@@ -128,6 +128,8 @@ class BikeTeacher(Teacher):
     def model(self, faulted: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         params = self.unwrapped.params if faulted else self.unwrapped.base_params
         if params not in self._gains:
+            if len(self._gains) > 16:  # one entry per episode and body fault; keep it small
+                self._gains.clear()
             ad, bd = bike.discrete_matrices(params)
             self._gains[params] = (ad, bd, bike.lqr_gain(ad, bd, bike.LQR_Q, bike.LQR_R))
         return self._gains[params]

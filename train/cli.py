@@ -1,11 +1,100 @@
-"""``glocal`` verbs owned by ``train``."""
+"""``glocal`` verbs owned by ``train``: ``glocal train`` (and its ``--evaluate`` table)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Any
 
 
 def register(
     subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]
 ) -> None:
-    """Add this package's verbs (none yet)."""
+    """Add ``glocal train``."""
+    p = subparsers.add_parser(
+        "train",
+        parents=parents,
+        help="meta-train an HP spiking policy (or a baseline) on a robot task",
+        description=(
+            "Meta-train a policy by DAgger-style imitation of the fault-aware teacher, BPTT "
+            "through truncated windows. Writes model.pt, config.json, metrics.json, loss.png and "
+            "val_return.png into --out, and resume.pt every --checkpoint-every updates (a rerun "
+            "with the same arguments resumes). Runs data-parallel under torchrun."
+        ),
+    )
+    p.add_argument("--task", default="glocal/ArmReach-v0", help="task id (glocal/ArmReach-v0)")
+    p.add_argument("--model", default="hp", choices=["hp", "gp", "lp", "lstm", "mlp"])
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=400, help="optimiser updates (BPTT windows)")
+    p.add_argument("--batch", type=int, default=32, help="episodes stepped together per process")
+    p.add_argument("--window", type=int, default=20, help="control steps per BPTT window")
+    p.add_argument("--hidden", dest="n_hidden", type=int, default=64, help="hidden LIF neurons")
+    p.add_argument("--ticks", type=int, default=8, help="board ticks per control step")
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--quantized", action="store_true", help="train through the board's integers")
+    p.add_argument("--checkpoint-every", type=int, default=50, help="updates between resume.pt")
+    p.add_argument("--no-resume", action="store_true", help="start over even if resume.pt exists")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument(
+        "--evaluate",
+        nargs="*",
+        metavar="CHECKPOINT",
+        help="instead of training: the closure table of these checkpoints on held-out faults",
+    )
+    p.add_argument("--episodes", type=int, default=100, help="episodes per fault (--evaluate)")
+    p.set_defaults(handler=train_command)
+
+
+def train_command(args: argparse.Namespace) -> dict[str, Any]:
+    from pathlib import Path
+
+    if args.evaluate is not None:
+        return evaluate_command(args)
+
+    from dataclasses import fields
+
+    from tqdm import tqdm
+
+    from train.loop import TrainConfig, train
+
+    # every option named like a TrainConfig field is that field
+    known = {f.name for f in fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in known})
+    bar = tqdm(total=cfg.steps, file=sys.stderr, desc=f"train {cfg.model}", unit="upd")
+
+    def progress(step: int, total: int, metrics: dict[str, float]) -> None:
+        bar.n = step
+        bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()}, refresh=False)
+        bar.refresh()
+
+    try:
+        summary = train(cfg, Path(args.out), resume=not args.no_resume, progress=progress)
+    finally:
+        bar.close()
+    print(f"wrote {args.out}/model.pt ({summary['seconds']} s)", file=sys.stderr)
+    return summary
+
+
+def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
+    from pathlib import Path
+
+    from train.checkpoint import load_policy, write_json
+    from train.errors import TrainError
+    from train.evaluate import evaluate, format_table
+
+    if not args.evaluate:
+        raise TrainError("--evaluate needs at least one checkpoint folder.")
+    controllers = {}
+    for path in args.evaluate:
+        policy, record = load_policy(path)
+        policy.eval()
+        controllers[record["config"]["kind"]] = policy
+    table = evaluate(controllers, episodes=args.episodes, seed=args.seed + 2024)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "closure.json", table)
+    text = format_table(table)
+    (out / "closure.md").write_text(text + "\n")
+    print(text, file=sys.stderr)
+    return {"closure": table}

@@ -1,0 +1,112 @@
+"""Meta-training at tiny sizes: outputs, resume, bad input, the fault mix and both teachers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from glocal.cli import main
+from train.checkpoint import load_policy, read_checkpoint
+from train.errors import TrainError
+from train.loop import TrainConfig, train
+from train.tasks import BANDS, TRAINED_KINDS, ArmReachBatch, FaultBatch
+
+TINY = dict(batch=4, window=5, episode_steps=10, n_hidden=8, ticks=2, validate_every=2)
+
+
+def test_train_writes_checkpoint_metrics_and_plots_and_resumes(tmp_path: Path) -> None:
+    cfg = TrainConfig(model="hp", steps=3, checkpoint_every=2, **TINY)
+    summary = train(cfg, tmp_path)
+    for name in ("model.pt", "resume.pt", "config.json", "metrics.json", "loss.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert len(metrics["history"]["loss"]) == 3 and np.isfinite(summary["final_loss"])
+    record = read_checkpoint(tmp_path)
+    assert record["network"]["plastic"] and 0 < record["network"]["lam"] < 1
+    assert record["network"]["w_hidden"].shape == (10 + 8, 8)
+
+    longer = train(TrainConfig(model="hp", steps=5, checkpoint_every=2, **TINY), tmp_path)
+    assert longer["steps"] == 5
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["history"]["step"] == [1, 2, 3, 4, 5]
+    policy, _ = load_policy(tmp_path)
+    assert policy.config.kind == "hp"
+
+
+def test_resume_refuses_a_different_configuration(tmp_path: Path) -> None:
+    train(TrainConfig(model="mlp", steps=2, checkpoint_every=1, **TINY), tmp_path)
+    with pytest.raises(TrainError, match="different configuration"):
+        train(TrainConfig(model="mlp", steps=2, lr=0.1, **TINY), tmp_path)
+
+
+def test_cli_turns_bad_input_into_one_sentence(tmp_path: Path, capsys) -> None:
+    code = main(["train", "--model", "hp", "--out", str(tmp_path), "--steps", "0"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "glocal train: error: steps, batch and window must be positive."
+    assert main(["train", "--evaluate", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
+
+
+def test_evaluation_magnitudes_are_never_trained_on() -> None:
+    rng = np.random.default_rng(0)
+    for kind in TRAINED_KINDS:
+        train_mix = FaultBatch.sample(rng, 500, (kind,), held_out=False, onset=10)
+        low, high = BANDS[kind][1]
+        inside = (np.abs(train_mix.magnitude) >= abs(low)) & (
+            np.abs(train_mix.magnitude) <= abs(high)
+        )
+        assert not inside.any(), kind
+        held = FaultBatch.sample(rng, 100, (kind,), held_out=True, onset=10)
+        lo, hi = sorted((abs(low), abs(high)))
+        assert ((np.abs(held.magnitude) >= lo) & (np.abs(held.magnitude) <= hi)).all()
+
+
+def test_fault_aware_teacher_beats_the_blind_one_on_a_reversed_motor() -> None:
+    faults = FaultBatch.sample(np.random.default_rng(1), 16, ("reversed-motor",), True, 5)
+    returns = {}
+    for aware in (False, True):
+        env = ArmReachBatch(faults, seed=3)
+        total = 0.0
+        for _ in range(60):
+            _, r = env.step(env.teacher(aware))
+            total += r.mean()
+        returns[aware] = total
+    assert returns[True] > returns[False] + 5.0
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_train_data_parallel(tmp_path: Path) -> None:
+    args = ["--model", "gp", "--steps", "6", "--batch", "4", "--window", "5", "--hidden", "8"]
+    args += ["--ticks", "2", "--json", "--no-resume"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    runs = {}
+    for n in (1, 2):
+        out = tmp_path / f"n{n}"
+        command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={n}"]
+        command += ["--master_port", str(29500 + n), "-m", "glocal", "train", "--out", str(out)]
+        done = subprocess.run(
+            command + args, capture_output=True, text=True, timeout=240, env=env, check=False
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs[n] = json.loads((out / "metrics.json").read_text())["summary"]
+    assert runs[1]["processes"] == 1 and runs[2]["processes"] == 2
+    assert 0.3 < runs[2]["final_loss"] / runs[1]["final_loss"] < 3.0
+
+
+def test_closure_table_scores_the_teachers_at_one_and_zero() -> None:
+    from train.evaluate import evaluate, format_table
+    from train.models import ModelConfig, build_policy
+
+    policy = build_policy(ModelConfig("mlp", ArmReachBatch.n_obs, ArmReachBatch.n_act, 16))
+    table = evaluate({"mlp": policy}, episodes=3, kinds=("bias-torque",))
+    rows = table["bias-torque"]
+    assert rows["teacher_aware"]["closure_steps_50_200"] == pytest.approx(1.0)
+    assert rows["teacher_blind"]["closure_first_50"] == pytest.approx(0.0)
+    assert rows["mlp"]["steps_50_200"] < rows["teacher_aware"]["steps_50_200"]  # untrained
+    assert "| bias-torque | mlp |" in format_table(table)

@@ -1,0 +1,342 @@
+"""Meta-training by DAgger-style imitation of the fault-aware teacher, with truncated BPTT.
+
+Outer loop: batches of ArmReach episodes, each with its own body and one fault from the training
+mix (``train.tasks``). Inner loop: the episode itself, where the policy's state (membranes, spikes
+and, for HP/LP, the plastic trace H) is the only thing that changes. Every control step the
+student acts on the observation and is scored against the fault-aware teacher's action (MSE);
+with probability ``beta`` (DAgger's mixing, annealed to 0 over the first half of training) the
+teacher's action is executed instead of the student's, so the student sees the states its own
+mistakes lead to. Gradients flow back through a window of ``window`` control steps (each ``ticks``
+board ticks) and the state is carried, detached, into the next window.
+
+Data-parallel: under ``torchrun`` every rank steps its own episodes (seed + rank) and gradients
+are averaged with ``all_reduce`` before each update (gloo on CPU, nccl on CUDA); rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from train.checkpoint import MODEL_FILE, RESUME_FILE, save_model, write_json
+from train.errors import TrainError
+from train.models import (
+    SPIKING_KINDS,
+    ModelConfig,
+    Policy,
+    build_policy,
+    count_parameters,
+    detach_state,
+    matched_hidden,
+)
+from train.tasks import TASK_ID, TRAINED_KINDS, ArmReachBatch, FaultBatch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run; every field is in config.json."""
+
+    model: str = "hp"
+    task: str = TASK_ID
+    seed: int = 0
+    steps: int = 400  # optimiser updates (one per BPTT window)
+    batch: int = 32  # episodes stepped together per process
+    window: int = 20  # control steps per BPTT window
+    episode_steps: int = 300
+    onset: tuple[int, int] = (20, 150)
+    p_none: float = 0.15  # fraction of fault-free episodes
+    kinds: tuple[str, ...] = TRAINED_KINDS
+    lr: float = 3e-3
+    n_hidden: int = 64  # spiking hidden width; LSTM/MLP widths are matched in parameter count
+    ticks: int = 8
+    beta_start: float = 0.5
+    quantized: bool = False
+    checkpoint_every: int = 50
+    validate_every: int = 100
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.task != TASK_ID:
+            raise TrainError(f"unknown task {self.task!r}; the training task is {TASK_ID}.")
+        if self.steps < 1 or self.batch < 1 or self.window < 1:
+            raise TrainError("steps, batch and window must be positive.")
+        if self.episode_steps % self.window:
+            raise TrainError("episode_steps must be a multiple of window.")
+
+
+def model_config(cfg: TrainConfig) -> ModelConfig:
+    """The policy's shape: spiking kinds at ``n_hidden``, LSTM/MLP matched to HP's parameters."""
+    n_obs, n_act = ArmReachBatch.n_obs, ArmReachBatch.n_act
+    base = ModelConfig(cfg.model, n_obs, n_act, cfg.n_hidden, ticks=cfg.ticks)
+    if cfg.model in SPIKING_KINDS:
+        return replace(base, quantized=cfg.quantized)
+    target = count_parameters(build_policy(replace(base, kind="hp")))
+    return replace(base, n_hidden=matched_hidden(cfg.model, n_obs, n_act, target))
+
+
+def fit_scaling(policy: Policy, seed: int) -> None:
+    """Encoder ranges from teacher rollouts (1st-99th percentile of each observation)."""
+    rng = np.random.default_rng(seed)
+    faults = FaultBatch.sample(rng, 64, TRAINED_KINDS, held_out=False, onset=(20, 150))
+    env = ArmReachBatch(faults, seed)
+    seen = []
+    for _ in range(200):
+        seen.append(env.observe())
+        env.step(env.teacher(True))
+    obs = np.concatenate(seen)
+    low, high = np.percentile(obs, 1, axis=0), np.percentile(obs, 99, axis=0)
+    ones = torch.ones(ArmReachBatch.n_act)
+    policy.set_scaling(torch.tensor(low), torch.tensor(high), -ones, ones)
+
+
+class Distributed:
+    """torchrun's environment, or a single process."""
+
+    def __init__(self, device: str) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if self.world > 1 and not torch.distributed.is_initialized():
+            backend = "nccl" if device == "cuda" else "gloo"
+            torch.distributed.init_process_group(backend)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def average_gradients(self, policy: Policy) -> None:
+        if self.world == 1:
+            return
+        for p in policy.parameters():
+            if p.grad is not None:
+                torch.distributed.all_reduce(p.grad)
+                p.grad /= self.world
+
+    def mean(self, value: float) -> float:
+        if self.world == 1:
+            return value
+        t = torch.tensor([value], dtype=torch.float64)
+        torch.distributed.all_reduce(t)
+        return float(t) / self.world
+
+
+def resolve_device(name: str) -> torch.device:
+    if name not in ("cpu", "cuda"):
+        raise TrainError(f"device must be cpu or cuda, not {name!r}.")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainError("--device cuda was asked for but torch sees no CUDA device.")
+    return torch.device(name)
+
+
+class Rollout:
+    """A batch of episodes in flight and the policy state that goes with it."""
+
+    def __init__(self, cfg: TrainConfig, policy: Policy, seed: int, device: torch.device) -> None:
+        self.cfg, self.policy, self.device = cfg, policy, device
+        self.rng = np.random.default_rng(seed)
+        self.episodes = 0
+        self._new_batch()
+
+    def _new_batch(self) -> None:
+        seed = int(self.rng.integers(2**31))
+        faults = FaultBatch.sample(
+            self.rng, self.cfg.batch, self.cfg.kinds, False, self.cfg.onset, self.cfg.p_none
+        )
+        self.env = ArmReachBatch(faults, seed)
+        self.obs = self.env.observe()
+        self.state = self.policy.initial_state(self.cfg.batch)
+        self.state = _to(self.state, self.device)
+        self.episodes += self.cfg.batch
+
+    def window_loss(self, beta: float) -> torch.Tensor:
+        """Run one BPTT window; the imitation loss with its graph."""
+        if self.env.t >= self.cfg.episode_steps:
+            self._new_batch()
+        loss = torch.zeros((), device=self.device)
+        for _ in range(self.cfg.window):
+            obs = torch.as_tensor(self.obs, device=self.device)
+            action, self.state = self.policy(obs, self.state)
+            target = self.env.teacher(True)
+            loss = loss + torch.mean((action - torch.as_tensor(target, device=self.device)) ** 2)
+            student = action.detach().clamp(-1, 1).cpu().numpy()
+            take_teacher = self.rng.random(self.cfg.batch) < beta
+            executed = np.where(take_teacher[:, None], target, student)
+            self.obs, _ = self.env.step(executed)
+        self.state = detach_state(self.state)
+        return loss / self.cfg.window
+
+
+def _to(state: Any, device: torch.device) -> Any:
+    if isinstance(state, torch.Tensor):
+        return state.to(device)
+    if isinstance(state, tuple):
+        items = [_to(s, device) for s in state]
+        return type(state)(*items) if hasattr(state, "_fields") else tuple(items)
+    return state
+
+
+def validate(policy: Policy, seed: int, device: torch.device, episodes: int = 16) -> float:
+    """Mean per-step return on seeded episodes at *training* magnitudes (never the eval set)."""
+    rng = np.random.default_rng(seed)
+    faults = FaultBatch.sample(rng, episodes, TRAINED_KINDS, held_out=False, onset=50)
+    returns = run_episodes(policy, ArmReachBatch(faults, seed), 120, device)
+    return float(returns.mean())
+
+
+@torch.no_grad()
+def run_episodes(
+    policy: Policy | Callable[[ArmReachBatch], np.ndarray],
+    env: ArmReachBatch,
+    steps: int,
+    device: torch.device | None = None,
+) -> np.ndarray:
+    """Per-step rewards (steps, B) of a policy (or a teacher: a function of the env)."""
+    rewards = np.zeros((steps, env.batch))
+    state = None
+    if isinstance(policy, Policy):
+        state = _to(policy.initial_state(env.batch), device or torch.device("cpu"))
+    obs = env.observe()
+    for t in range(steps):
+        if isinstance(policy, Policy):
+            action, state = policy(torch.as_tensor(obs, device=device), state)
+            executed = action.clamp(-1, 1).cpu().numpy()
+        else:
+            executed = policy(env)
+        obs, rewards[t] = env.step(executed)
+    return rewards
+
+
+def train(
+    cfg: TrainConfig,
+    out: Path,
+    resume: bool = True,
+    progress: Callable[[int, int, dict[str, float]], None] | None = None,
+) -> dict[str, Any]:
+    """Train one policy into ``out`` (model.pt, resume.pt, config.json, metrics.json, PNGs)."""
+    dist = Distributed(cfg.device)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    torch.set_flush_denormal(True)  # decaying traces otherwise crawl through denormals
+    out.mkdir(parents=True, exist_ok=True)
+
+    mcfg = model_config(cfg)
+    policy = build_policy(mcfg, seed=cfg.seed)
+    fit_scaling(policy, cfg.seed)
+    policy.to(device)
+    optimiser = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr)
+    history: dict[str, list] = {"step": [], "loss": [], "val_step": [], "val_return": []}
+    start = 0
+    rollout = Rollout(cfg, policy, cfg.seed * 1000 + dist.rank, device)
+    resume_path = out / RESUME_FILE
+    if resume and resume_path.exists():
+        saved = torch.load(resume_path, map_location=device, weights_only=False)
+        if _without_steps(saved["train"]) != _without_steps(_json_config(cfg)):
+            raise TrainError(
+                f"{resume_path} belongs to a different configuration; use another --out or "
+                "--no-resume."
+            )
+        policy.load_state_dict(saved["state_dict"])
+        optimiser.load_state_dict(saved["optimiser"])
+        history, start = saved["history"], saved["step"]
+        rollout.rng.bit_generator.state = saved["rng"][dist.rank % len(saved["rng"])]
+        rollout._new_batch()  # resumes at the start of a fresh batch of episodes
+        log.info("resuming %s at step %d", out, start)
+
+    started = time.monotonic()
+    for step in range(start, cfg.steps):
+        beta = cfg.beta_start * max(0.0, 1.0 - step / (0.5 * cfg.steps))
+        optimiser.zero_grad()
+        loss = rollout.window_loss(beta)
+        loss.backward()
+        dist.average_gradients(policy)
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+        optimiser.step()
+        history["step"].append(step + 1)
+        history["loss"].append(dist.mean(float(loss.detach())))
+        metrics = {"loss": history["loss"][-1], "beta": beta}
+        if (step + 1) % cfg.validate_every == 0 or step + 1 == cfg.steps:
+            history["val_step"].append(step + 1)
+            history["val_return"].append(validate(policy, 12345, device))
+            metrics["val_return"] = history["val_return"][-1]
+        if progress is not None and dist.main:
+            progress(step + 1, cfg.steps, metrics)
+        if dist.main and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
+            _save_resume(resume_path, cfg, policy, optimiser, history, step + 1, rollout)
+    elapsed = time.monotonic() - started
+
+    summary = {
+        "model": cfg.model,
+        "parameters": count_parameters(policy),
+        "hidden": mcfg.n_hidden,
+        "steps": cfg.steps,
+        "episodes_per_process": rollout.episodes,
+        "processes": dist.world,
+        "seconds": round(elapsed, 1),
+        "final_loss": float(np.mean(history["loss"][-20:])) if history["loss"] else None,
+        "final_val_return": history["val_return"][-1] if history["val_return"] else None,
+    }
+    if dist.main:
+        policy.cpu()
+        save_model(out / MODEL_FILE, policy, _json_config(cfg), cfg.steps)
+        write_json(out / "config.json", {"train": _json_config(cfg), "model": mcfg.to_dict()})
+        write_json(out / "metrics.json", {"summary": summary, "history": history})
+        plot_curves(history, out, cfg.model)
+    return summary
+
+
+def _json_config(cfg: TrainConfig) -> dict[str, Any]:
+    data = asdict(cfg)
+    data["onset"] = list(cfg.onset)
+    data["kinds"] = list(cfg.kinds)
+    return data
+
+
+def _without_steps(config: dict[str, Any]) -> dict[str, Any]:
+    """Resuming may extend a run (more --steps); everything else must match."""
+    return {k: v for k, v in config.items() if k not in ("steps", "checkpoint_every")}
+
+
+def _save_resume(path: Path, cfg, policy, optimiser, history, step, rollout) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "train": _json_config(cfg),
+            "state_dict": policy.state_dict(),
+            "optimiser": optimiser.state_dict(),
+            "history": history,
+            "step": step,
+            "rng": [rollout.rng.bit_generator.state],
+        },
+        tmp,
+    )
+    tmp.replace(path)
+
+
+def plot_curves(history: dict[str, list], out: Path, name: str) -> None:
+    """loss.png and val_return.png (matplotlib, Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for key, xs, ys, label in (
+        ("loss", history["step"], history["loss"], "imitation loss (MSE)"),
+        ("val_return", history["val_step"], history["val_return"], "validation return / step"),
+    ):
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        ax.plot(xs, ys)
+        ax.set_xlabel("update")
+        ax.set_ylabel(label)
+        ax.set_title(f"{name}: {label}")
+        fig.tight_layout()
+        fig.savefig(out / f"{key}.png", dpi=80)
+        plt.close(fig)

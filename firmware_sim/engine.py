@@ -140,6 +140,11 @@ class Engine:
             dst_pos = np.array([position[int(c)] for c in core["route_dst_core"]], np.int64)
             route_dst.append(dst_pos * A + core["route_dst_axon"].astype(np.int64))
         self.weights_q8 = self.weights.astype(np.int32) << spec.TRACE_FRAC
+        self.f_table_max = int(np.abs(self.f_table).max())
+        self.h_max_uniform = len({int(core["h_max"][0]) for core in cores}) == 1
+        alphas = {int(core["alpha"][0]) for core in cores}
+        # one alpha for the whole image lets |alpha * H| <= 2^30 be a scalar multiply
+        self.alpha_uniform = np.int32(alphas.pop()) if len(alphas) == 1 else None
         self.enc_rows = np.concatenate(enc_rows).astype(np.int64)
         self.enc_src = np.concatenate(enc_src).astype(np.int64)
         self.enc_gain = np.concatenate(enc_gain).astype(np.int64)
@@ -241,63 +246,15 @@ class Engine:
         learning = self.learning
         if learning:
             self.t_plastic += 1
-        x = np.zeros(self.n_cores * self.n_axons, np.int32)
-        # 1. receive: routed spikes of the previous tick, then the encoder
-        x[self.route_dst[self.spiked[self.route_src]]] = 1
-        if self.enc_mode == spec.ENC_CURRENT:
-            x[self.enc_rows] = current
-        else:
-            self.enc_phase += np.maximum(current, 0)
-            fire = self.enc_phase >= spec.DELTA_LEVEL
-            self.enc_phase[fire] -= spec.DELTA_LEVEL
-            x[self.enc_rows] = fire
-        if not self.all_up:
-            x.reshape(self.n_cores, self.n_axons)[~self.core_up] = 0
-        # 2. active rows
-        rows = np.flatnonzero(x)
+        x = self._receive(current)
+        rows = np.flatnonzero(x)  # 2. active rows, sorted, hence grouped by core
         x_rows = x[rows]
         core = self.row_core[rows]
-        # 3. lazy decay, 4. integrate
-        h_rows = self.traces[rows]
-        if learning:
-            age = np.minimum(self.t_plastic - self.last[rows], spec.AGE_MAX)
-            h_rows *= self.lam_pow[core, age][:, None]  # |H| <= 2^15, lam^k <= 2^16: fits int32
-            h_rows >>= spec.LAMBDA_FRAC
-        w_eff = self.weights_q8[rows]
-        if not self._traces_zero:
-            plastic = h_rows * self.row_alpha[rows][:, None]
-            plastic >>= spec.ALPHA_FRAC
-            w_eff = spec.saturate(w_eff + plastic, spec.W_EFF_BITS)
-        if self._stuck is not None:
-            w_eff = np.where(self._stuck[rows], self._stuck_value[rows], w_eff)
-        if not np.all(x_rows == 1):
-            w_eff = w_eff * x_rows[:, None]
-        current_in = self._sum_per_core(w_eff, core)
-        # 5. leak and add
-        v_old = self.v_mem
-        v = v_old - (v_old >> self.decay_shift) + current_in
-        spec.saturate(v, spec.MEMBRANE_BITS, out=v)
-        # 6. fire (>=), with neuron faults
-        spikes = v >= self.theta
-        if self._dead is not None:
-            spikes &= ~self._dead
-            v[self._dead] = 0
-        if self._always is not None:
-            spikes |= self._always
-        if not self.all_up:
-            spikes[~self.core_up] = False
-            v[~self.core_up] = v_old[~self.core_up]
-        # 7. reset
-        if self.reset_mode == spec.RESET_SOFT:
-            np.subtract(v, self.theta, out=v, where=spikes)
-            spec.saturate(v, spec.MEMBRANE_BITS, out=v)
-        else:
-            v[spikes] = 0
-        self.v_mem = v
-        # 8. plasticity
+        w_eff, h_rows = self._effective_weights(rows, core, learning)
+        spikes = self._fire(self._sum_per_core(w_eff, x_rows, core))
         if learning and rows.size:
             self._plasticity(rows, x_rows, core, h_rows, spikes)
-        # 9. send
+        # 9. send: the routes read ``spiked`` on the next tick
         self.spiked = spikes.ravel()
         self.counts += self.spiked
         self._flip_bits()
@@ -310,18 +267,87 @@ class Engine:
             tel.plasticity_updates += events
         return spikes
 
-    def _sum_per_core(self, values: np.ndarray, core: np.ndarray) -> np.ndarray:
-        """Exact per-core sums of the rows of ``values`` (rows sorted by core)."""
-        out = np.zeros((self.n_cores, self.n_neurons), np.int64)
+    def _receive(self, current: np.ndarray) -> np.ndarray:
+        """1. Axon inputs of this tick: last tick's routed spikes, then the encoder."""
+        x = np.zeros(self.n_cores * self.n_axons, np.int32)
+        x[self.route_dst[self.spiked[self.route_src]]] = 1
+        if self.enc_mode == spec.ENC_CURRENT:
+            x[self.enc_rows] = current
+        else:
+            self.enc_phase += np.maximum(current, 0)
+            fire = self.enc_phase >= spec.DELTA_LEVEL
+            self.enc_phase[fire] -= spec.DELTA_LEVEL
+            x[self.enc_rows] = fire
+        if not self.all_up:
+            x.reshape(self.n_cores, self.n_axons)[~self.core_up] = 0
+        return x
+
+    def _effective_weights(
+        self, rows: np.ndarray, core: np.ndarray, learning: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """3. Lazy decay of the active rows' traces, 4. their effective weights (int32)."""
+        w_eff = self.weights_q8[rows]
+        if not learning and self._traces_zero:
+            h_rows = None
+        elif self._traces_zero:
+            h_rows = np.zeros_like(w_eff)  # every power of lambda maps 0 to 0
+        else:
+            h_rows = self.traces[rows]
+            if learning:
+                age = self.t_plastic - self.last[rows]
+                np.minimum(age, spec.AGE_MAX, out=age)
+                h_rows *= self.lam_pow[core, age][:, None]  # |H| <= 2^15, lam^k <= 2^16: int32
+                h_rows >>= spec.LAMBDA_FRAC
+            alpha = self.alpha_uniform
+            plastic = h_rows * (self.row_alpha[rows][:, None] if alpha is None else alpha)
+            plastic >>= spec.ALPHA_FRAC
+            w_eff += plastic
+            spec.saturate(w_eff, spec.W_EFF_BITS, out=w_eff)
+        if self._stuck is not None:
+            w_eff = np.where(self._stuck[rows], self._stuck_value[rows], w_eff)
+        return w_eff, h_rows
+
+    def _sum_per_core(self, w_eff: np.ndarray, x_rows: np.ndarray, core: np.ndarray) -> np.ndarray:
+        """4. I_j = sum_i x_i * w_eff_ij per core, exactly (|I| <= 2^30)."""
         if core.size == 0:
-            return out
+            return np.zeros((self.n_cores, self.n_neurons), np.int64)
         if self.n_cores * core.size <= SELECTOR_LIMIT:
-            selector = np.zeros((self.n_cores, core.size))
-            selector[core, np.arange(core.size)] = 1.0
-            return (selector @ values.astype(np.float64)).astype(np.int64)
+            # BLAS sums in one call and exactly: each |x * w_eff| <= 2^22 and every partial sum
+            # is an integer below 2^24 (float32) when sum |x| < 2^9, below 2^31 (float64) always
+            exact32 = int(np.abs(x_rows).sum()) < (1 << 9)
+            kind = np.float32 if exact32 else np.float64
+            selector = np.zeros((self.n_cores, core.size), kind)
+            selector[core, np.arange(core.size)] = x_rows
+            return (selector @ w_eff.astype(kind)).astype(np.int64)
+        if not np.all(x_rows == 1):
+            w_eff = w_eff * x_rows[:, None]
+        out = np.zeros((self.n_cores, self.n_neurons), np.int64)
         starts = np.flatnonzero(np.diff(core, prepend=-1))
-        out[core[starts]] = np.add.reduceat(values, starts, axis=0, dtype=np.int64)
+        out[core[starts]] = np.add.reduceat(w_eff, starts, axis=0, dtype=np.int32)
         return out
+
+    def _fire(self, current_in: np.ndarray) -> np.ndarray:
+        """5. leak and add, 6. fire (>=) with neuron faults, 7. reset; returns the spikes."""
+        v_old = self.v_mem
+        v = v_old - (v_old >> self.decay_shift)
+        v += current_in
+        spec.saturate(v, spec.MEMBRANE_BITS, out=v)
+        spikes = v >= self.theta
+        if self._dead is not None:
+            spikes &= ~self._dead
+            v[self._dead] = 0
+        if self._always is not None:
+            spikes |= self._always
+        if not self.all_up:
+            spikes[~self.core_up] = False
+            v[~self.core_up] = v_old[~self.core_up]
+        if self.reset_mode == spec.RESET_SOFT:
+            np.subtract(v, self.theta, out=v, where=spikes)
+            spec.saturate(v, spec.MEMBRANE_BITS, out=v)
+        else:
+            v[spikes] = 0
+        self.v_mem = v
+        return spikes
 
     def _plasticity(
         self,
@@ -331,15 +357,23 @@ class Engine:
         h_rows: np.ndarray,
         spikes: np.ndarray,
     ) -> None:
-        m = self.mod_levels[np.arange(self.n_cores), self._mod_spiked()]
+        """8. H <- clip(lam^k H + (m * eta * pre * f(post - beta)) >> 16, -h_max, h_max)."""
+        cores = np.arange(self.n_cores)
+        m = self.mod_levels[cores, self._mod_spiked()]
         d = (spikes.astype(np.int64) << spec.BETA_FRAC) - self.beta
-        np.clip(d, spec.F_INDEX_MIN, spec.F_INDEX_MAX, out=d)
-        g = self.f_table[np.arange(self.n_cores)[:, None], d - spec.F_INDEX_MIN]
+        np.maximum(d, spec.F_INDEX_MIN, out=d)
+        np.minimum(d, spec.F_INDEX_MAX, out=d)
+        g = self.f_table[cores[:, None], d - spec.F_INDEX_MIN]
         pre = m[core] * self.row_eta[rows] * x_rows
-        term = (pre[:, None] * g[core]) >> spec.PLASTIC_SHIFT
+        # the product needs int64 in general (2^52); int32 is exact and faster when it fits
+        bound = int(np.abs(pre).max()) * self.f_table_max
+        wide = np.int32 if bound < (1 << 31) else np.int64
+        term = pre.astype(wide)[:, None] * g.astype(wide)[core]
+        term >>= spec.PLASTIC_SHIFT
         term += h_rows
-        h_max = self.row_h_max[rows][:, None]
-        np.clip(term, -h_max, h_max, out=term)
+        h_max = self.row_h_max[rows]
+        # one layer per core and usually one h_max for the whole image: clip with a scalar then
+        spec.clip_symmetric(term, int(h_max[0]) if self.h_max_uniform else h_max[:, None])
         self.traces[rows] = term
         self.last[rows] = self.t_plastic
         self._traces_zero = False

@@ -74,7 +74,22 @@ TRACE_MIN, TRACE_MAX = int_min(TRACE_BITS), int_max(TRACE_BITS)
 
 def saturate(x: np.ndarray | int, bits: int, out: np.ndarray | None = None) -> np.ndarray:
     """Clamp ``x`` to the signed range of ``bits`` bits (in place when ``out`` is given)."""
-    return np.clip(x, int_min(bits), int_max(bits), out=out)
+    lo, hi = int_min(bits), int_max(bits)
+    if out is None:
+        return np.clip(x, lo, hi)
+    # most ticks overflow nothing: two cheap reductions often spare the clamp pass
+    if out.size and (out.max() > hi or out.min() < lo):
+        np.clip(x, out.dtype.type(lo), out.dtype.type(hi), out=out)
+    return out
+
+
+def clip_symmetric(x: np.ndarray, bound: np.ndarray | int) -> np.ndarray:
+    """Clamp ``x`` to ``[-bound, bound]`` in place (the trace clip; ``bound`` broadcasts)."""
+    if np.ndim(bound) == 0:
+        if x.size and (x.max() > bound or x.min() < -bound):
+            np.clip(x, x.dtype.type(-bound), x.dtype.type(bound), out=x)
+        return x
+    return np.clip(x, -bound, bound, out=x)
 
 
 def wrap(x: np.ndarray | int, bits: int) -> np.ndarray:

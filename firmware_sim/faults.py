@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 from firmware_sim.errors import FaultError
 
 SYNAPSE_KINDS = ("stuck-zero", "stuck-value")
@@ -86,21 +88,27 @@ class Fault:
             raise FaultError(f"a fault record has unknown fields: {', '.join(sorted(unknown))}.")
         if "kind" not in record:
             raise FaultError("a fault record needs a kind.")
-        target = record.get("target") or {}
-        if not isinstance(target, dict):
-            target = {"core": target}
+        target = _target_map(record.get("target"))
         if set(target) - {"core", "neuron"}:
             raise FaultError("a board fault's target names a core and optionally a neuron.")
         try:
             core = target.get("core", ALL_CORES)
             neuron = target.get("neuron")
             duration = record.get("duration")
+            onset = record.get("onset", 0)
+            if isinstance(onset, list | tuple):  # a window: drawn once from the fault's seed
+                low, high = (int(v) for v in onset)
+                if high < low:
+                    raise FaultError(f"an onset window {low}..{high} is empty.")
+                onset = int(
+                    np.random.default_rng(int(record.get("seed", 0))).integers(low, high + 1)
+                )
             return cls(
                 kind=str(record["kind"]),
                 target=core if core == ALL_CORES else int(core),
                 neuron=None if neuron is None else int(neuron),
                 magnitude=float(record.get("magnitude", 0.0)),
-                onset=int(record.get("onset", 0)),
+                onset=int(onset),
                 duration=None if duration is None else int(duration),
                 seed=int(record.get("seed", 0)),
                 params={str(k): float(v) for k, v in dict(record.get("params") or {}).items()},
@@ -110,24 +118,68 @@ class Fault:
             raise FaultError(f"a fault record has a field of the wrong type ({error}).") from None
 
 
+MAGNITUDE_KEYS: dict[str, tuple[str | None, float]] = {
+    "stuck-zero": ("fraction", 0.1),
+    "stuck-value": ("value", 0.0),
+    "dead-neuron": ("fraction", 0.1),
+    "always-fire": ("fraction", 0.01),
+    "weight-flip": ("rate", 1e-4),
+    "trace-flip": ("rate", 1e-4),
+    "core-down": (None, 0.0),
+    "input-noise": ("std", 0.1),
+}
+"""Each kind's magnitude key in the spec syntax, and its default."""
+EXTRA_KEYS = {"stuck-value": ("fraction",)}
+COMMON_KEYS = ("core", "onset", "duration", "seed")
+
+
+def _target_map(target: Any) -> dict[str, Any]:
+    """A target as a map: ``{"core": 3, "neuron": 5}``, ``"core=3,neuron=5"``, ``"all"`` or 3."""
+    if target is None or target == ALL_CORES:
+        return {}
+    if isinstance(target, dict):
+        return dict(target)
+    if isinstance(target, str) and "=" in target:
+        pairs = (item.partition("=") for item in target.split(","))
+        return {key.strip(): value.strip() for key, _, value in pairs}
+    return {"core": target}
+
+
 def parse_fault(text: str) -> Fault:
-    """``[board:]KIND[:key=value,...]`` -> Fault (keys: core, magnitude, onset, duration, seed,
-    and kind-specific parameters such as ``fraction`` or ``value``)."""
-    parts = text.split(":")
-    if parts[0] == "board":
+    """``[board:]KIND[:key=value,...]`` -> Fault, in the syntax of docs/faults.md.
+
+    Keys: ``core`` (or ``all``), ``neuron`` for neuron kinds, the kind's magnitude key
+    (:data:`MAGNITUDE_KEYS`), ``onset`` (a step or ``LOW..HIGH``, drawn from the seed),
+    ``duration``, ``seed``, and ``fraction`` for stuck-value.
+    """
+    parts = [part.strip() for part in text.split(":")]
+    if parts and parts[0].lower() == "board":
         parts = parts[1:]
     if not parts or not parts[0] or len(parts) > 2:
         raise FaultError(
-            f"cannot read fault {text!r}; write e.g. board:dead-neuron:core=0,magnitude=0.1."
+            f"cannot read fault {text!r}; write e.g. board:dead-neuron:core=0,fraction=0.1."
         )
-    record: dict[str, Any] = {"kind": parts[0], "params": {}, "target": {}}
+    kind = parts[0].lower()
+    if kind not in KINDS:
+        raise FaultError(f"unknown board fault {kind!r}; choose one of: {', '.join(KINDS)}.")
+    magnitude_key, magnitude = MAGNITUDE_KEYS[kind]
+    allowed = [*COMMON_KEYS, *EXTRA_KEYS.get(kind, ())]
+    allowed += [magnitude_key] if magnitude_key else []
+    allowed += ["neuron"] if kind in NEURON_KINDS else []
+    record: dict[str, Any] = {"kind": kind, "params": {}, "target": {}, "magnitude": magnitude}
     for item in filter(None, (parts[1] if len(parts) == 2 else "").split(",")):
-        key, sep, value = item.partition("=")
+        key, sep, value = (piece.strip() for piece in item.partition("="))
         if not sep:
             raise FaultError(f"fault parameter {item!r} needs the form key=value.")
+        if key not in allowed:
+            raise FaultError(f"{kind} takes the keys {', '.join(allowed)}, not {key!r}.")
         if key in ("core", "neuron"):
             record["target"][key] = value
-        elif key in ("magnitude", "onset", "duration", "seed"):
+        elif key == magnitude_key:
+            record["magnitude"] = value
+        elif key == "onset" and ".." in value:
+            record["onset"] = value.split("..", 1)
+        elif key in COMMON_KEYS:
             record[key] = value
         else:
             record["params"][key] = value

@@ -22,7 +22,7 @@ def drive(engine, steps=4, seed=0):
 
 
 def test_parse_fault_spec():
-    fault = parse_fault("board:stuck-value:core=1,magnitude=-3,fraction=0.5,onset=9,seed=4")
+    fault = parse_fault("board:stuck-value:core=1,value=-3,fraction=0.5,onset=9,seed=4")
     assert fault == Fault("stuck-value", 1, None, -3.0, 9, None, 4, {"fraction": 0.5})
     assert parse_fault("core-down:core=all").target == "all"
     assert parse_fault("dead-neuron:core=0,neuron=3").neuron == 3
@@ -36,7 +36,7 @@ def test_fault_record_round_trips_in_the_protocol_shape():
 
 
 @pytest.mark.parametrize(
-    "text", ["board:melt", "dead-neuron:magnitude=2", "weight-flip:magnitude=0.5", "x:y:z", "a:b"]
+    "text", ["board:melt", "dead-neuron:fraction=2", "weight-flip:rate=0.5", "x:y:z", "a:b"]
 )
 def test_bad_fault_specs_are_one_sentence(text):
     with pytest.raises(FaultError) as info:
@@ -117,3 +117,18 @@ def test_clear_faults(engine):
     assert engine.telemetry.faults_active == 1
     engine.clear_faults()
     assert engine.telemetry.faults_active == 0 and engine.active_faults() == []
+
+
+def test_spec_syntax_of_docs_faults_md():
+    fault = parse_fault("BOARD:Weight-Flip: core=2 , rate=1e-5, onset=10..20, seed=3")
+    assert fault.kind == "weight-flip" and fault.target == 2 and fault.magnitude == 1e-5
+    assert 10 <= fault.onset <= 20
+    assert parse_fault("board:weight-flip:onset=10..20,seed=3").onset == fault.onset
+    assert parse_fault("input-noise").magnitude == 0.1  # the kind's default
+    with pytest.raises(FaultError, match="takes the keys"):
+        parse_fault("core-down:fraction=0.5")
+
+
+def test_string_targets_as_docs_faults_md_writes_them():
+    assert Fault.from_dict({"kind": "core-down", "target": "core=3"}).target == 3
+    assert Fault.from_dict({"kind": "core-down", "target": "all"}).target == "all"

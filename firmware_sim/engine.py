@@ -196,6 +196,14 @@ class Engine:
             for p, core_id in enumerate(self.core_ids)
         }
 
+    def read_counts(self) -> dict[int, np.ndarray]:
+        """Spike counts of the last step, per core."""
+        counts = self.counts.reshape(self.n_cores, self.n_neurons)
+        return {
+            core_id: counts[p, : self.n_neurons_of[p]].astype(np.int32)
+            for p, core_id in enumerate(self.core_ids)
+        }
+
     def read_weights(self) -> dict[int, np.ndarray]:
         W = self.weights.reshape(self.n_cores, self.n_axons, self.n_neurons)
         return {
@@ -227,14 +235,14 @@ class Engine:
         return (acc.astype(np.float64) * self.dec_scale).astype(np.float32)
 
     # -------------------------------------------------------------------- running
-    def step(self, obs: np.ndarray) -> np.ndarray:
-        """One control step: encode ``obs``, run T ticks, decode. Returns act_dim float32."""
+    def step(self, obs: np.ndarray, ticks: int | None = None) -> np.ndarray:
+        """One control step: encode ``obs``, run T ticks (or ``ticks``), decode: act_dim float32."""
         obs = np.asarray(obs, dtype=np.float64)
         self._refresh_faults()
         noise = self._input_noise(obs.shape)
         current = self.encode(obs if noise is None else obs + noise)
         self.counts[:] = 0
-        for _ in range(self.ticks_per_step):
+        for _ in range(self.ticks_per_step if ticks is None else ticks):
             self.run_tick(current)
         self.steps += 1
         self.telemetry.steps += 1
@@ -396,6 +404,12 @@ class Engine:
         self.faults.append(fault)
         self._fault_rngs.append(rng)
         self._fault_masks.append(self._draw_masks(fault, rng))
+        self._refresh_faults(force=True)
+
+    def remove_fault(self, index: int) -> None:
+        """Remove the ``index``-th injected fault (the others keep their draws)."""
+        for table in (self.faults, self._fault_rngs, self._fault_masks):
+            del table[index]
         self._refresh_faults(force=True)
 
     def clear_faults(self) -> None:

@@ -1,0 +1,171 @@
+"""The board behind the protocol, in-process over a loopback transport: every message type."""
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from firmware_sim.container import image_from_bytes, image_to_bytes
+from firmware_sim.flash import FlashStore
+from firmware_sim.server import Board
+from protocol.client import Client
+from protocol.errors import RemoteError
+from protocol.messages import ErrorCode
+from protocol.testing import LoopbackBoard
+from tests.firmware_sim.conftest import chain_image, random_layers
+
+
+def small_image(seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    return image_to_bytes(chain_image(random_layers(rng, [6, 20, 3]), ticks_per_step=4))
+
+
+@pytest.fixture
+def board(tmp_path):
+    return Board(tmp_path / "flash", "small")
+
+
+@pytest.fixture
+def client(board):
+    transport = LoopbackBoard(board.responder)
+    transport.open()
+    yield Client(transport, timeout=0.5, seed=1)
+    transport.close()
+
+
+def flash_and_boot(client, image: bytes) -> dict:
+    result = client.flash(image)
+    return client.boot(result.slot)
+
+
+def test_container_round_trip_keeps_every_table():
+    image = chain_image(random_layers(np.random.default_rng(0), [6, 20, 3]))
+    back = image_from_bytes(image_to_bytes(image))
+    assert back.profile == image.profile and back.board["act_dim"] == 3
+    for a, b in zip(image.cores, back.cores, strict=True):
+        assert a.keys() == b.keys()
+        assert all(
+            np.array_equal(a[k], b[k]) and np.asarray(a[k]).dtype == np.asarray(b[k]).dtype
+            for k in a
+        )
+
+
+def test_hello_and_idle_status(client):
+    hello = client.hello()
+    assert hello["profile"] == "small" and "plasticity" in hello["capabilities"]
+    status = client.status()
+    assert status["state"] == "idle" and status["active_slot"] is None
+
+
+def test_step_before_boot_is_refused(client):
+    with pytest.raises(RemoteError) as info:
+        client.step(np.zeros(6))
+    assert info.value.code == ErrorCode.NO_IMAGE
+
+
+def test_flash_boot_step_read_learn_fault(client, board):
+    image = small_image(0)
+    booted = flash_and_boot(client, image)
+    assert booted["slot"] == 0
+    out = client.step(np.ones(6) * 50)
+    assert out["outputs"].shape == (3,) and out["step"] == 1
+    assert client.learn(True)["enabled"] is True
+    for _ in range(3):
+        client.step(np.ones(6) * 50)
+    traces = client.read("traces", core=0)
+    assert traces.dtype == np.int16 and traces.shape == (6, 20) and traces.any()
+    assert client.read("v_mem", core=1).shape == (3,)
+    counters = client.read("counters")
+    assert counters["ticks"] == 16 and counters["steps"] == 4 and counters["plasticity_updates"] > 0
+    injected = client.inject_fault(
+        {
+            "domain": "board",
+            "kind": "core-down",
+            "target": {"core": 1},
+            "magnitude": 0,
+            "onset": 0,
+            "duration": None,
+            "seed": 0,
+        }
+    )
+    assert injected["active"] == [injected["fault_id"]]
+    status = client.status()
+    assert status["state"] == "fault" and status["faults"][0]["kind"] == "core-down"
+    assert client.step(np.ones(6) * 50)["outputs"].tolist() == [0.0, 0.0, 0.0]
+    assert client.clear_fault(injected["fault_id"])["active"] == []
+    client.reset()
+    assert client.read("counters")["ticks"] == 20  # telemetry survives a network reset
+    assert not client.read("traces", core=0).any()
+
+
+def test_second_image_goes_to_the_other_slot_and_a_bad_one_never_boots(client, board):
+    flash_and_boot(client, small_image(0))
+    second = client.flash(small_image(1))
+    assert second.slot == 1
+    assert board.active_slot == 0  # committed, not yet booted
+    client.boot(1)
+    assert board.active_slot == 1 and board.store.active_slot() == 1
+    wrong_profile = chain_image(random_layers(np.random.default_rng(2), [6, 20, 3]))
+    wrong_profile.profile = "tianjic"
+    with pytest.raises(RemoteError) as info:
+        client.flash(image_to_bytes(wrong_profile))
+    assert info.value.code == ErrorCode.IMAGE_REJECTED and "profile" in info.value.sentence
+    assert board.active_slot == 1 and board.store.slot_image(0) is not None
+
+
+def test_erase_refuses_the_active_slot(client):
+    flash_and_boot(client, small_image(0))
+    with pytest.raises(RemoteError) as info:
+        client.erase(0)
+    assert info.value.code == ErrorCode.BAD_STATE
+
+
+def test_board_boots_its_flash_after_a_restart(tmp_path, client, board):
+    flash_and_boot(client, small_image(3))
+    again = Board(tmp_path / "flash", "small")
+    assert again.engine is not None and again.active_slot == 0
+    assert again.active_sha256 == board.active_sha256
+
+
+def test_a_board_with_a_key_refuses_unsigned_images(tmp_path):
+    keyed = Board(tmp_path / "keyed", "small", public_key=bytes(32))
+    transport = LoopbackBoard(keyed.responder)
+    transport.open()
+    with pytest.raises(RemoteError) as info:
+        Client(transport, timeout=0.5).flash(small_image(0))
+    assert info.value.code == ErrorCode.IMAGE_REJECTED and "signed" in info.value.sentence
+
+
+def test_bad_requests_get_one_sentence(client):
+    flash_and_boot(client, small_image(0))
+    for call in (
+        lambda: client.step(np.zeros(5)),
+        lambda: client.read("secrets"),
+        lambda: client.read("traces", core=9),
+        lambda: client.inject_fault(
+            {
+                "domain": "board",
+                "kind": "melt",
+                "target": {},
+                "magnitude": 0,
+                "onset": 0,
+                "duration": None,
+                "seed": 0,
+            }
+        ),
+        lambda: client.boot(1),
+    ):
+        with pytest.raises(RemoteError) as info:
+            call()
+        assert info.value.sentence.endswith(".")
+    assert client.status()["state"] == "ready"
+
+
+def test_flash_store_commit_never_touches_the_active_slot(tmp_path):
+    store = FlashStore(tmp_path)
+    for n, data in enumerate((b"first image", b"second image", b"third image")):
+        store.begin(hashlib.sha256(data).digest(), len(data))
+        store.write(0, data)
+        slot = store.commit()
+        store.activate(slot)
+        assert store.active_image() == (n % 2, data)

@@ -166,7 +166,7 @@ class Board:
         out["flash_bytes_written"] = self.store.bytes_written
         if self.engine is not None:
             tel = self.engine.telemetry
-            tel.bad_frames = sum(v for k, v in frames.items() if k != "frames")
+            tel.bad_frames = int(frames["bad_frames"] + frames["oversized"])
             summary = tel.to_dict(self.engine.core_ids)
             spikes = summary.pop("spikes")
             out.update({k: int(v) for k, v in summary.items()})

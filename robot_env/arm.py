@@ -14,8 +14,9 @@ payload ``m_p`` at the fingertip; ``q`` in rad, torques in N m)::
     b = m2 l1 l2 / 2 + m_p l1 l2,        c = m2 l2^2/3 + m_p l2^2
     C qd = b sin q2 [-(2 qd1 qd2 + qd2^2), qd1^2]
 
-integrated by classic RK4 with the action held over each control step of ``DT`` seconds; joint
-speeds are clipped to ``+-QD_MAX`` (a motor's no-load speed).
+integrated by classic RK4 with the action held over each control step of ``DT`` seconds (split
+into more RK4 steps when heavy damping makes it stiff); joint speeds are clipped to ``+-QD_MAX``
+(a motor's no-load speed).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from robot_env.render import Canvas
 from robot_env.wrapper import Channel, angle, scalar
 
 DT = 0.05  # s per control step
-SUBSTEPS = 1  # RK4 steps per control step (energy drifts < 1e-4 over 20 s of free motion)
+SUBSTEPS = 1  # RK4 steps per control step at least (energy drifts < 1e-4 over 10 s free motion)
 QD_MAX = 20.0  # rad/s
 TORQUE_MAX = 5.0  # N m at motor_gain 1
 EPISODE_STEPS = 400
@@ -119,13 +120,36 @@ def arm_accel(q: np.ndarray, qd: np.ndarray, tau: np.ndarray, params: ArmParams)
     return np.stack([qdd1, qdd2], -1)
 
 
+def stable_substeps(params: ArmParams) -> int:
+    """RK4 steps per control step that keep the damping stable (for the whole batch).
+
+    Heavy joint friction on a light link is stiff: the decay rate ``damping / inertia`` times the
+    step must stay inside RK4's stability interval (about 2.8), with a margin.
+    """
+    a, b, c = inertia_terms(params)
+    lowest = np.inf
+    for cos2 in (-1.0, 0.0, 1.0):
+        m11, m12 = a + 2 * b * cos2, c + b * cos2
+        # The smaller eigenvalue of [[m11, m12], [m12, c]].
+        half_trace, det = (m11 + c) / 2, m11 * c - m12**2
+        lowest = np.minimum(lowest, half_trace - np.sqrt(np.maximum(half_trace**2 - det, 0.0)))
+    rate = np.max(params.damping.max(-1) / lowest)
+    return max(SUBSTEPS, int(np.ceil(rate * DT / 2.0)))
+
+
 def arm_step(
-    q: np.ndarray, qd: np.ndarray, action: np.ndarray, params: ArmParams
+    q: np.ndarray,
+    qd: np.ndarray,
+    action: np.ndarray,
+    params: ArmParams,
+    substeps: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One control step under a held action: classic RK4 over ``DT``, ``SUBSTEPS`` times."""
+    """One control step under a held action: classic RK4 over ``DT`` in ``substeps`` steps
+    (default: :func:`stable_substeps`; pass it in when stepping the same params many times)."""
     tau = motor_torque(action, params)
-    h = DT / SUBSTEPS
-    for _ in range(SUBSTEPS):
+    substeps = stable_substeps(params) if substeps is None else substeps
+    h = DT / substeps
+    for _ in range(substeps):
         k1q, k1v = qd, arm_accel(q, qd, tau, params)
         k2q = qd + h / 2 * k1v
         k2v = arm_accel(q + h / 2 * k1q, k2q, tau, params)
@@ -311,6 +335,7 @@ class ArmReachEnv(gym.Env):
         self.qd = np.zeros(2)
         self.target = np.zeros(2)
         self.steps = 0
+        self.substeps = SUBSTEPS
         self._canvas = Canvas(size=256, extent=1.2)
 
     def sensor_channels(self) -> dict[str, list[Channel]]:
@@ -323,6 +348,7 @@ class ArmReachEnv(gym.Env):
 
     def apply_body_faults(self, faults: list[RobotFault]) -> None:
         self.params = with_body_faults(self.base_params, faults)
+        self.substeps = stable_substeps(self.params)
 
     def check_body_fault(self, fault: RobotFault) -> None:
         check_jointed_body_fault("ArmReach", fault, 2)
@@ -334,6 +360,7 @@ class ArmReachEnv(gym.Env):
         rng = self.np_random
         self.base_params = sample_arm_params(rng) if self.randomise else NOMINAL
         self.params = self.base_params
+        self.substeps = stable_substeps(self.params)
         self.q = np.array([rng.uniform(-np.pi, np.pi), rng.uniform(-2.5, 2.5)])
         self.qd = np.zeros(2)
         self.target = sample_target(rng, self.base_params)
@@ -342,7 +369,7 @@ class ArmReachEnv(gym.Env):
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         action = np.asarray(action, dtype=np.float64).reshape(2)
-        self.q, self.qd = arm_step(self.q, self.qd, action, self.params)
+        self.q, self.qd = arm_step(self.q, self.qd, action, self.params, self.substeps)
         self.steps += 1
         r = float(reward(self.q, self.target, self.params))
         info = self._info()

@@ -125,3 +125,21 @@ def test_bike_falls_without_control_at_low_speed():
         _, _, terminated, _, _ = env.step(np.zeros(1, np.float32))
         steps += 1
     assert terminated and steps < 200
+
+
+def test_heavy_friction_stays_stable():
+    # Friction x20 on a light forearm is stiff; the step splits itself so speeds only decay.
+    params = arm.ArmParams(
+        link_length=np.array([0.45, 0.36]),
+        link_mass=np.array([0.8, 0.64]),
+        damping=np.array([6.0, 6.0]),
+        motor_gain=np.ones(2),
+        payload=np.array(0.0),
+    )
+    assert arm.stable_substeps(params) > 1
+    q, qd = np.array([0.0, 1.0]), np.array([5.0, -5.0])
+    speeds = []
+    for _ in range(20):
+        q, qd = arm.arm_step(q, qd, np.zeros(2), params)
+        speeds.append(np.abs(qd).max())
+    assert np.all(np.diff(speeds) <= 1e-9) and speeds[-1] < 1e-3

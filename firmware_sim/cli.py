@@ -42,7 +42,7 @@ def register(
     p.add_argument(
         "--public-key",
         type=Path,
-        help="Ed25519 public key (PEM or 32 raw bytes): refuse images not signed with it",
+        help="Ed25519 public key (PEM, 32 raw bytes or hex): refuse images not signed with it",
     )
     p.add_argument(
         "--fault",
@@ -54,32 +54,17 @@ def register(
     p.set_defaults(handler=board_command)
 
 
-def load_public_key(path: Path) -> bytes:
-    """Raw 32-byte Ed25519 public key from a PEM file or a raw key file."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-    from firmware_sim.errors import BoardError
-
-    data = path.read_bytes()
-    if len(data) == 32:
-        return data
-    try:
-        key = serialization.load_pem_public_key(data)
-    except ValueError:
-        raise BoardError(f"{path} is not a PEM public key or 32 raw key bytes.") from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise BoardError(f"{path} holds a public key that is not Ed25519.")
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
 def board_command(args: argparse.Namespace) -> dict:
     from firmware_sim.faults import parse_fault
     from firmware_sim.server import Board, serve
 
     faults = [parse_fault(spec) for spec in args.fault]
     flash_dir = args.flash_dir or Path(tempfile.mkdtemp(prefix="glocal-board-"))
-    key = load_public_key(args.public_key) if args.public_key else None
+    key = None
+    if args.public_key:
+        from protocol.image import load_public_key
+
+        key = load_public_key(args.public_key)
     board = Board(flash_dir, args.profile, public_key=key, startup_faults=faults)
     log.info(
         "board %s, flash in %s, %s",

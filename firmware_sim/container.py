@@ -1,61 +1,74 @@
-"""Bytes <-> ``BoardImage``: how the board reads an image out of flash.
+"""Bytes <-> ``BoardImage``: the board's view of protocol's core-image container (``.glc``).
 
-The project's core-image container (magic, version, SHA-256, Ed25519 signature) belongs to
-``protocol``. Until it lands, images travel here as one canonical msgpack map written with
-``protocol.codec`` (arrays as the codec's typed ext values)::
+The container (``protocol.image``: magic, format version, SHA-256 over the body, optional
+Ed25519 signature) carries the board's tables as docs/board-spec.md §5 names them:
 
-    {"format": "glocal-board-image", "profile": str, "board": {...}, "cores": [{...}, ...],
-     "meta": {...}}
+* ``network`` (scalars): ``ticks_per_step``, ``obs_dim``, ``act_dim``, ``reset_mode``,
+  ``enc_mode``, ``dec_mode``;
+* ``decoder`` (arrays): ``dec_bias``, ``dec_shift``;
+* ``cores``: one table per core (``core_id``, ``n_axons``, ``n_neurons``, ``weights`` and the
+  per-core tables of §5); ``scales``, ``provenance`` and ``meta`` are for the host.
 
-A board configured with a public key refuses these images: they carry no signature.
-Every value is checked before use; anything malformed is one ``ImageDecodeError`` sentence.
+Reading refuses bad magic, versions, hashes and signatures (a board with a public key only
+takes images signed with its private key); the design rules then check the tables themselves.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from firmware_sim.errors import BoardError
-from firmware_sim.image import BoardImage
+import numpy as np
 
-FORMAT = "glocal-board-image"
+from firmware_sim.errors import BoardError
+from firmware_sim.image import BOARD_INTS, BOARD_TABLES, BoardImage
+from protocol import image as container
+from protocol.errors import ImageError
 
 
 class ImageDecodeError(BoardError):
-    """The bytes are not a board image this firmware can read."""
+    """The bytes are not a core image this board can read (or trust)."""
 
 
-def image_to_bytes(image: BoardImage) -> bytes:
-    from protocol import codec
-
-    body = {
-        "format": FORMAT,
-        "profile": image.profile,
-        "board": image.board,
-        "cores": image.cores,
-        "meta": image.meta,
-    }
-    return codec.packb(body, canonical=True)
-
-
-def image_from_bytes(data: bytes, public_key: bytes | None = None) -> BoardImage:
-    """Decode an image; with ``public_key`` set, only a verified signature is accepted."""
-    from protocol import codec
-
-    if public_key is not None:
-        raise ImageDecodeError(
-            "this board requires signed images and the image carries no signature."
-        )
+def pack_image(
+    image: BoardImage,
+    signing_key: Any = None,
+    provenance: container.Provenance | None = None,
+) -> bytes:
+    """The ``.glc`` bytes of ``image`` (signed with an Ed25519 key when one is given)."""
+    meta = dict(image.meta)
+    core_image = container.CoreImage(
+        profile=image.profile,
+        provenance=provenance or container.Provenance.now("unknown", 0, "unknown"),
+        cores=tuple({k: _plain(v) for k, v in core.items()} for core in image.cores),
+        scales={str(k): float(v) for k, v in image.scales.items()},
+        encoder={},
+        decoder={name: np.asarray(image.board[name]) for name in BOARD_TABLES},
+        network={name: int(image.board[name]) for name in BOARD_INTS},
+        meta=meta,
+    )
     try:
-        body: Any = codec.unpackb(data)
-    except codec.DECODE_ERRORS as error:
-        raise ImageDecodeError(f"the image is not readable ({error}).") from None
-    if not isinstance(body, dict) or body.get("format") != FORMAT:
-        raise ImageDecodeError("the data is not a glocal board image.")
-    profile, board, cores = body.get("profile"), body.get("board"), body.get("cores")
-    if not isinstance(profile, str) or not isinstance(board, dict) or not isinstance(cores, list):
-        raise ImageDecodeError("the image lacks its profile, board section or core list.")
-    if not all(isinstance(core, dict) for core in cores):
-        raise ImageDecodeError("every core of the image must be a map of tables.")
-    meta = body.get("meta") if isinstance(body.get("meta"), dict) else {}
-    return BoardImage(profile, board, cores, meta)
+        return container.pack(core_image, signing_key)
+    except ImageError as error:
+        raise ImageDecodeError(f"the image cannot be packed: {error}") from None
+
+
+def image_from_bytes(data: bytes, public_key: Any = None) -> BoardImage:
+    """Open, verify and convert an image; every refusal is one ``ImageDecodeError`` sentence."""
+    try:
+        opened = container.unpack(data, public_key)
+    except ImageError as error:
+        raise ImageDecodeError(str(error)) from None
+    board: dict[str, Any] = dict(opened.network)
+    board.update(opened.decoder)
+    return BoardImage(
+        profile=opened.profile,
+        board=board,
+        cores=[dict(core) for core in opened.cores],
+        meta=dict(opened.meta),
+        scales=dict(opened.scales),
+    )
+
+
+def _plain(value: Any) -> Any:
+    """Core ints as Python ints (the container insists), arrays as they are."""
+    return int(value) if isinstance(value, int | np.integer) else value

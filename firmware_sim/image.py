@@ -60,6 +60,7 @@ class BoardImage:
     board: dict[str, Any]
     cores: list[dict[str, Any]]
     meta: dict[str, Any] = field(default_factory=dict)
+    scales: dict[str, float] = field(default_factory=dict)
 
     def core(self, core_id: int) -> dict[str, Any]:
         for core in self.cores:

@@ -44,7 +44,7 @@ class Board:
         self,
         flash_dir: str | Path,
         profile: Profile | str = "tianjic",
-        public_key: bytes | None = None,
+        public_key: Any = None,
         board_id: str = "glocal-board",
         max_payload: int = BOARD_MAX_PAYLOAD,
         startup_faults: list[Fault] | None = None,

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from firmware_sim.container import image_to_bytes
+from firmware_sim.container import pack_image
 from protocol.client import Client
 from protocol.framing import encode_frame
 from protocol.messages import Message, MessageType
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.hil
 
 def make_image(seed: int) -> bytes:
     rng = np.random.default_rng(seed)
-    return image_to_bytes(chain_image(random_layers(rng, [6, 32, 32, 3]), ticks_per_step=4))
+    return pack_image(chain_image(random_layers(rng, [6, 32, 32, 3]), ticks_per_step=4))
 
 
 class BoardProcess:

@@ -4,8 +4,10 @@ import hashlib
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from firmware_sim.container import image_from_bytes, image_to_bytes
+from firmware_sim.container import image_from_bytes, pack_image
 from firmware_sim.flash import FlashStore
 from firmware_sim.server import Board
 from protocol.client import Client
@@ -17,7 +19,7 @@ from tests.firmware_sim.conftest import chain_image, random_layers
 
 def small_image(seed: int) -> bytes:
     rng = np.random.default_rng(seed)
-    return image_to_bytes(chain_image(random_layers(rng, [6, 20, 3]), ticks_per_step=4))
+    return pack_image(chain_image(random_layers(rng, [6, 20, 3]), ticks_per_step=4))
 
 
 @pytest.fixture
@@ -40,7 +42,7 @@ def flash_and_boot(client, image: bytes) -> dict:
 
 def test_container_round_trip_keeps_every_table():
     image = chain_image(random_layers(np.random.default_rng(0), [6, 20, 3]))
-    back = image_from_bytes(image_to_bytes(image))
+    back = image_from_bytes(pack_image(image))
     assert back.profile == image.profile and back.board["act_dim"] == 3
     for a, b in zip(image.cores, back.cores, strict=True):
         assert a.keys() == b.keys()
@@ -108,7 +110,7 @@ def test_second_image_goes_to_the_other_slot_and_a_bad_one_never_boots(client, b
     wrong_profile = chain_image(random_layers(np.random.default_rng(2), [6, 20, 3]))
     wrong_profile.profile = "tianjic"
     with pytest.raises(RemoteError) as info:
-        client.flash(image_to_bytes(wrong_profile))
+        client.flash(pack_image(wrong_profile))
     assert info.value.code == ErrorCode.IMAGE_REJECTED and "profile" in info.value.sentence
     assert board.active_slot == 1 and board.store.slot_image(0) is not None
 
@@ -127,13 +129,19 @@ def test_board_boots_its_flash_after_a_restart(tmp_path, client, board):
     assert again.active_sha256 == board.active_sha256
 
 
-def test_a_board_with_a_key_refuses_unsigned_images(tmp_path):
-    keyed = Board(tmp_path / "keyed", "small", public_key=bytes(32))
+def test_a_board_with_a_key_takes_only_images_signed_with_it(tmp_path):
+    key, stranger = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    keyed = Board(tmp_path / "keyed", "small", public_key=public)
     transport = LoopbackBoard(keyed.responder)
     transport.open()
-    with pytest.raises(RemoteError) as info:
-        Client(transport, timeout=0.5).flash(small_image(0))
-    assert info.value.code == ErrorCode.IMAGE_REJECTED and "signed" in info.value.sentence
+    client = Client(transport, timeout=0.5)
+    image = chain_image(random_layers(np.random.default_rng(0), [6, 20, 3]))
+    for refused in (pack_image(image), pack_image(image, stranger)):
+        with pytest.raises(RemoteError) as info:
+            client.flash(refused)
+        assert info.value.code == ErrorCode.IMAGE_REJECTED and "signature" in info.value.sentence
+    assert client.boot(client.flash(pack_image(image, key)).slot)["slot"] == 0
 
 
 def test_bad_requests_get_one_sentence(client):

@@ -54,3 +54,16 @@ def random_layers(rng: np.random.Generator, sizes: list[int], plastic: bool = Tr
             )
         )
     return layers
+
+
+def board_fault(kind: str, core: int, magnitude: float = 0.0, seed: int = 0) -> dict:
+    """A board fault record as the FAULT message carries it."""
+    return {
+        "domain": "board",
+        "kind": kind,
+        "target": {"core": core},
+        "magnitude": magnitude,
+        "onset": 0,
+        "duration": None,
+        "seed": seed,
+    }

@@ -21,7 +21,7 @@ from protocol.client import Client
 from protocol.framing import encode_frame
 from protocol.messages import Message, MessageType
 from protocol.transport import SerialTransport
-from tests.firmware_sim.conftest import chain_image, random_layers
+from tests.firmware_sim.conftest import board_fault, chain_image, random_layers
 
 pytestmark = pytest.mark.hil
 
@@ -97,17 +97,7 @@ def test_flash_boot_step_read_fault_over_a_pty(board):
     outputs = [board.step(np.full(6, 40.0))["outputs"] for _ in range(5)]
     assert all(o.shape == (3,) and o.dtype == np.float32 for o in outputs)
     assert board.read("traces", core=0).any()
-    fault = board.inject_fault(
-        {
-            "domain": "board",
-            "kind": "dead-neuron",
-            "target": {"core": 2},
-            "magnitude": 1.0,
-            "onset": 0,
-            "duration": None,
-            "seed": 3,
-        }
-    )
+    fault = board.inject_fault(board_fault("dead-neuron", 2, 1.0, 3))
     assert board.status()["state"] == "fault"
     silent = board.step(np.full(6, 40.0))["outputs"]
     assert silent.tolist() == [0.0, 0.0, 0.0]  # every output neuron is dead

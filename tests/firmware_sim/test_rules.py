@@ -56,39 +56,22 @@ def test_table_dtype_is_checked(image):
     assert "'theta'" in broken(image, retype) and "int32" in broken(image, retype)
 
 
-def test_threshold_range(image):
-    def zero(i):
-        i.cores[2]["theta"][0] = 0
+@pytest.mark.parametrize(
+    ("core", "table", "index", "value", "said"),
+    [
+        (2, "theta", 0, 0, "threshold"),
+        (0, "route_dst_core", 0, 7, "core 7"),
+        (0, "route_dst_axon", 1, 0, "two sources"),
+        (0, "lam", 0, 70000, "lam=70000"),
+        (0, "mod_src", slice(None), (2, 31), "modulator"),
+        (1, "enc_src", 0, 9, "observation index"),
+    ],
+)
+def test_a_table_value_out_of_range(image, core, table, index, value, said):
+    def edit(i):
+        i.cores[core][table][index] = value
 
-    assert "threshold" in broken(image, zero)
-
-
-def test_route_to_missing_core(image):
-    def away(i):
-        i.cores[0]["route_dst_core"][0] = 7
-
-    assert "core 7" in broken(image, away)
-
-
-def test_two_sources_on_one_axon(image):
-    def collide(i):
-        i.cores[0]["route_dst_axon"][1] = 0
-
-    assert "two sources" in broken(image, collide)
-
-
-def test_lambda_range(image):
-    def big(i):
-        i.cores[0]["lam"][0] = 70000
-
-    assert "lam=70000" in broken(image, big)
-
-
-def test_modulator_must_exist(image):
-    def ghost(i):
-        i.cores[0]["mod_src"][:] = (2, 31)
-
-    assert "modulator" in broken(image, ghost)
+    assert said in broken(image, edit)
 
 
 def test_ticks_per_step(image):

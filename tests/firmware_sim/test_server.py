@@ -14,7 +14,7 @@ from protocol.client import Client
 from protocol.errors import RemoteError
 from protocol.messages import ErrorCode
 from protocol.testing import LoopbackBoard
-from tests.firmware_sim.conftest import chain_image, random_layers
+from tests.firmware_sim.conftest import board_fault, chain_image, random_layers
 
 
 def small_image(seed: int) -> bytes:
@@ -79,17 +79,7 @@ def test_flash_boot_step_read_learn_fault(client, board):
     assert client.read("v_mem", core=1).shape == (3,)
     counters = client.read("counters")
     assert counters["ticks"] == 16 and counters["steps"] == 4 and counters["plasticity_updates"] > 0
-    injected = client.inject_fault(
-        {
-            "domain": "board",
-            "kind": "core-down",
-            "target": {"core": 1},
-            "magnitude": 0,
-            "onset": 0,
-            "duration": None,
-            "seed": 0,
-        }
-    )
+    injected = client.inject_fault(board_fault("core-down", 1, 0, 0))
     assert injected["active"] == [injected["fault_id"]]
     status = client.status()
     assert status["state"] == "fault" and status["faults"][0]["kind"] == "core-down"
@@ -150,17 +140,7 @@ def test_bad_requests_get_one_sentence(client):
         lambda: client.step(np.zeros(5)),
         lambda: client.read("secrets"),
         lambda: client.read("traces", core=9),
-        lambda: client.inject_fault(
-            {
-                "domain": "board",
-                "kind": "melt",
-                "target": {},
-                "magnitude": 0,
-                "onset": 0,
-                "duration": None,
-                "seed": 0,
-            }
-        ),
+        lambda: client.inject_fault(board_fault("melt", 0)),
         lambda: client.boot(1),
     ):
         with pytest.raises(RemoteError) as info:

@@ -140,7 +140,26 @@ class Engine:
             dst_pos = np.array([position[int(c)] for c in core["route_dst_core"]], np.int64)
             route_dst.append(dst_pos * A + core["route_dst_axon"].astype(np.int64))
         self.weights_q8 = self.weights.astype(np.int32) << spec.TRACE_FRAC
-        self.f_table_max = int(np.abs(self.f_table).max())
+
+        # f(post - beta) for post = 0 and 1, and the narrowest exact type for m * eta * x * f:
+        # |m| <= max level, |x| <= 128; it needs int64 in general (2^52), int32 often suffices
+        def f_of(post: int) -> np.ndarray:
+            d = np.clip((post << spec.BETA_FRAC) - self.beta, spec.F_INDEX_MIN, spec.F_INDEX_MAX)
+            return self.f_table[np.arange(C)[:, None], d - spec.F_INDEX_MIN]
+
+        f_post0, f_post1 = f_of(0), f_of(1)
+        self.has_modulator = bool((self.mod_neuron >= 0).any())
+        bound = (
+            int(np.abs(self.mod_levels).max())
+            * int(np.abs(self.row_eta).max(initial=0))
+            * (1 << (spec.INPUT_BITS - 1))
+            * int(np.abs(self.f_table).max())
+        )
+        self.plastic_dtype = np.int32 if bound < (1 << 31) else np.int64
+        self.f_post0 = f_post0.astype(self.plastic_dtype)
+        self.f_post1 = f_post1.astype(self.plastic_dtype)
+        self.row_eta = self.row_eta.astype(self.plastic_dtype)
+        self.uniform_neurons = bool((self.n_neurons_of == N).all())
         self.h_max_uniform = len({int(core["h_max"][0]) for core in cores}) == 1
         alphas = {int(core["alpha"][0]) for core in cores}
         # one alpha for the whole image lets |alpha * H| <= 2^30 be a scalar multiply
@@ -269,7 +288,11 @@ class Engine:
         tel = self.telemetry
         tel.ticks += 1
         tel.spikes += spikes.sum(axis=1)
-        events = int(self.row_neurons[rows].sum())
+        events = (
+            rows.size * self.n_neurons
+            if self.uniform_neurons
+            else int(self.row_neurons[rows].sum())
+        )
         tel.synaptic_events += events
         if learning:
             tel.plasticity_updates += events
@@ -366,17 +389,15 @@ class Engine:
         spikes: np.ndarray,
     ) -> None:
         """8. H <- clip(lam^k H + (m * eta * pre * f(post - beta)) >> 16, -h_max, h_max)."""
-        cores = np.arange(self.n_cores)
-        m = self.mod_levels[cores, self._mod_spiked()]
-        d = (spikes.astype(np.int64) << spec.BETA_FRAC) - self.beta
-        np.maximum(d, spec.F_INDEX_MIN, out=d)
-        np.minimum(d, spec.F_INDEX_MAX, out=d)
-        g = self.f_table[cores[:, None], d - spec.F_INDEX_MIN]
-        pre = m[core] * self.row_eta[rows] * x_rows
-        # the product needs int64 in general (2^52); int32 is exact and faster when it fits
-        bound = int(np.abs(pre).max()) * self.f_table_max
-        wide = np.int32 if bound < (1 << 31) else np.int64
-        term = pre.astype(wide)[:, None] * g.astype(wide)[core]
+        # post is 0 or 1, so f(post - beta) is one of two tables made at load time
+        g = np.where(spikes, self.f_post1, self.f_post0)
+        pre = self.row_eta[rows] * x_rows
+        if self.has_modulator:
+            m = self.mod_levels[np.arange(self.n_cores), self._mod_spiked()]
+            pre *= m[core].astype(self.plastic_dtype)
+        else:
+            pre <<= spec.MOD_FRAC  # m = 1.0
+        term = pre[:, None] * g[core]
         term >>= spec.PLASTIC_SHIFT
         term += h_rows
         h_max = self.row_h_max[rows]

@@ -64,7 +64,12 @@ class ClientCounters:
 
 
 class Client:
-    """Talks to one board over an opened :class:`~protocol.transport.Transport`."""
+    """Talks to one board over an opened :class:`~protocol.transport.Transport`.
+
+    ``seed`` fixes the first seq number (for reproducible tests); leave it None otherwise. Two
+    clients with the same seed send identical first requests, and a board answers the second
+    from its cache as a retry of the first.
+    """
 
     def __init__(
         self,

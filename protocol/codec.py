@@ -97,7 +97,7 @@ def _ext_hook(code: int, data: bytes) -> Any:
 def _sorted(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {key: _sorted(value[key]) for key in sorted(value)}
-    if isinstance(value, list | tuple):
+    if type(value) in (list, tuple):  # not ExtType, which is a namedtuple
         return [_sorted(item) for item in value]
     return value
 

@@ -23,8 +23,8 @@ name belongs to the board spec (``docs/board-spec.md``) and is opaque here. Prof
 (axons per core and so on) are design rules of ``firmware_sim``, not of this container.
 
 Reading checks, in order, and refuses with its own error: the magic, the format version, that
-no declared size exceeds the file, that nothing is cut off, the hash, the signature (when a key
-is given), every array size, and the structure above.
+nothing is cut off (no declared length runs past the end of the file), the hash, the signature
+(when a key is given), every array size, and the structure above.
 """
 
 from __future__ import annotations
@@ -187,6 +187,13 @@ def _read_envelope(data: bytes) -> dict[str, Any]:
             key = unpacker.unpack()
             if key != name:
                 raise ImageInvalidError(f"the image envelope has {key!r} where '{name}' belongs.")
+            start = unpacker.tell()
+            declared, follow = _declared_bin_size(data, start), len(data) - start
+            if declared > follow:
+                raise ImageTruncatedError(
+                    f"the image's '{name}' entry needs {declared} bytes but only {follow} "
+                    "follow; the file was cut off (or that size is wrong)."
+                )
             values[name] = unpacker.unpack()
             if name == "format":
                 _check_version(values["format"])
@@ -196,16 +203,19 @@ def _read_envelope(data: bytes) -> dict[str, Any]:
             "complete; the file was cut off."
         ) from None
     except (ValueError, TypeError, msgpack.UnpackException) as error:
-        if "exceeds max" in str(error):
-            raise ImageSizeError(
-                f"the image's '{_next(values)}' entry claims more bytes than the whole "
-                f"{len(data)}-byte file holds."
-            ) from None
         raise ImageInvalidError(f"the image envelope is not valid msgpack ({error}).") from None
     extra = len(data) - unpacker.tell()
     if extra:
         raise ImageSizeError(f"the image has {extra} stray bytes after its end.")
     return values
+
+
+def _declared_bin_size(data: bytes, position: int) -> int:
+    """The length a msgpack bin header at ``position`` declares (0 if there is none)."""
+    width = {0xC4: 1, 0xC5: 2, 0xC6: 4}.get(data[position] if position < len(data) else 0)
+    if width is None:
+        return 0
+    return int.from_bytes(data[position + 1 : position + 1 + width], "big")
 
 
 def _next(values: Mapping[str, Any]) -> str:

@@ -101,6 +101,12 @@ KINDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "map": ("a map", lambda v: isinstance(v, dict)),
     "list": ("a list", lambda v: isinstance(v, list)),
     "uint|nil": ("a non-negative integer or nil", lambda v: v is None or _is_uint(v)),
+    "number|nil": ("a finite number or nil", lambda v: v is None or _is_number(v)),
+    "map|str": ("a map or a string", lambda v: isinstance(v, dict | str)),
+    "onset": (
+        "a non-negative integer or [low, high]",
+        lambda v: _is_uint(v) or (isinstance(v, list) and len(v) == 2 and all(map(_is_uint, v))),
+    ),
     "any": ("any value", lambda v: True),
 }
 
@@ -191,14 +197,17 @@ ANSWERS: dict[MessageType, dict[str, Field]] = {
     T.LEARN: {"enabled": Field("bool", "learning state now")},
 }
 
+# The shared fault record of docs/faults.md; the board validates its own kinds and targets.
 FAULT_RECORD: dict[str, Field] = {
     "domain": Field("str", '"robot", "board" or "link"'),
     "kind": Field("str", "what breaks; each domain defines its kinds"),
-    "target": Field("map", "where it breaks, e.g. {core: 3, neuron: 17}"),
-    "magnitude": Field("number", "how much (meaning depends on the kind)"),
-    "onset": Field("uint", "control step at which it starts"),
-    "duration": Field("uint|nil", "steps it lasts; nil: until cleared"),
-    "seed": Field("int", "seed for every random choice the fault makes"),
+    "target": Field(
+        "map|str", 'where it breaks: {"core": 3, "neuron": 17}, "core=3", "all"', False
+    ),
+    "magnitude": Field("number|nil", "how badly, in the kind's units; nil: kind has none", False),
+    "onset": Field("onset", "control step it starts at, or a [low, high] window", False),
+    "duration": Field("uint|nil", "steps it lasts; nil: until cleared", False),
+    "seed": Field("int", "seed for every random choice the fault makes", False),
 }
 FAULT_ACTIONS = ("inject", "clear")
 

@@ -224,10 +224,12 @@ class SocketServer:
         self._connection = None
 
 
+# kind -> (LinkEmulator attribute, what its magnitude means, lowest, highest)
 LINK_FAULT_KINDS = {
-    "drop": ("drop_rate", "probability that each byte is lost", 0.0, 1.0),
-    "corrupt": ("corrupt_rate", "probability that each byte is flipped", 0.0, 1.0),
+    "drop": ("drop_rate", "the probability that each byte is lost", 0.0, 1.0),
+    "corrupt": ("corrupt_rate", "the probability that each byte is flipped", 0.0, 1.0),
     "delay": ("delay_s", "seconds added to every write", 0.0, 10.0),
+    "throttle": ("baud", "the link's baud rate (0: unlimited)", 0, 100_000_000),
 }
 
 
@@ -262,10 +264,13 @@ class LinkEmulator:
         self._rx_head_at = 0.0
         self.dropped = 0
         self.corrupted = 0
-        self._check(drop_rate=drop_rate, corrupt_rate=corrupt_rate, delay_s=delay_s)
+        self._check(drop_rate=drop_rate, corrupt_rate=corrupt_rate, delay_s=delay_s, baud=baud or 0)
+        self._base = {"drop_rate": drop_rate, "corrupt_rate": corrupt_rate, "delay_s": delay_s}
+        self._base["baud"] = baud or 0
 
     def apply_fault(self, record: Mapping[str, Any], active: bool = True) -> None:
-        """Apply (or with ``active=False`` lift) a ``link`` fault record: drop, corrupt, delay."""
+        """Apply a ``link`` fault record (drop, corrupt, delay, throttle); ``active=False``
+        lifts it again, back to the setting the emulator was made with."""
         if record.get("domain") != "link":
             raise LinkFaultError(f"the link emulator applies link faults, not {record!r}.")
         kind = record.get("kind")
@@ -274,9 +279,15 @@ class LinkEmulator:
                 f"link fault kind {kind!r} is unknown; use one of {sorted(LINK_FAULT_KINDS)}."
             )
         attribute = LINK_FAULT_KINDS[kind][0]
-        value = record.get("magnitude") if active else 0.0
+        value = record.get("magnitude") if active else self._base[attribute]
         self._check(**{attribute: value})
-        setattr(self, attribute, float(value))
+        if attribute == "baud":
+            self.baud = int(value) or None
+            self.bytes_per_second = (
+                self.baud / BITS_PER_BYTE if self.baud else self.inner.bytes_per_second
+            )
+        else:
+            setattr(self, attribute, float(value))
 
     def open(self) -> None:
         self.inner.open()
@@ -341,7 +352,7 @@ class LinkEmulator:
             kind, (_, meaning, low, high) = limits[name]
             if type(value) not in (int, float) or not low <= value <= high:
                 raise LinkFaultError(
-                    f"link {kind} magnitude must be {meaning}, between {low} and {high}; "
+                    f"a link {kind} magnitude is {meaning}, between {low} and {high}; "
                     f"got {value!r}."
                 )
 

@@ -75,12 +75,14 @@ def test_link_damage_is_seeded_and_at_the_asked_rate() -> None:
 
 
 def test_link_fault_records_apply_and_lift() -> None:
-    link = LinkEmulator(LoopbackBoard(ReferenceBoard().responder))
+    link = LinkEmulator(LoopbackBoard(ReferenceBoard().responder), corrupt_rate=0.001)
     record = {"domain": "link", "kind": "corrupt", "magnitude": 0.05}
     link.apply_fault(record)
     assert link.corrupt_rate == 0.05
     link.apply_fault(record, active=False)
-    assert link.corrupt_rate == 0.0
+    assert link.corrupt_rate == 0.001  # back to the link it was made as
+    link.apply_fault({"domain": "link", "kind": "throttle", "magnitude": 9600})
+    assert link.bytes_per_second == 960.0
     with pytest.raises(LinkFaultError, match="kind 'jam' is unknown"):
         link.apply_fault({"domain": "link", "kind": "jam", "magnitude": 1})
     with pytest.raises(LinkFaultError, match="between 0.0 and 1.0"):

@@ -236,3 +236,16 @@ def test_golden_records_hold_in_both_directions() -> None:
         back = Message.loads(payload)
         assert back.type.name == record["type"] and back.seq == record["seq"]
         assert _to_json(back.body) == record["body"]
+
+
+def test_docs_name_every_type_code_and_field() -> None:
+    from protocol.messages import ANSWERS, REQUESTS, ErrorCode
+
+    doc = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
+    for kind in MessageType:
+        assert f"| {kind.name} | 0x{int(kind):02X} |" in doc, kind.name
+    for code in ErrorCode:
+        assert f"| {int(code)} | {code.name} |" in doc, code.name
+    for schema in (*REQUESTS.values(), *ANSWERS.values()):
+        for name in schema:
+            assert f"`{name}`" in doc, name

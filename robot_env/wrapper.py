@@ -92,6 +92,7 @@ class FaultWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.step_index = 0
         self._active: tuple[int, ...] = ()
         self._sensing: tuple[int, ...] = ()
+        self._healthy = True
         self._sensor_plan: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._edges: list[int] = []
         self._next_change = 0
@@ -198,7 +199,7 @@ class FaultWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if len(self._history) > 1:  # a delay fault is scheduled: remember every command
             self._history[1:] = self._history[:-1].copy()
             self._history[0] = np.asarray(action, dtype=np.float64).reshape(-1)
-        if not self.actuator.is_healthy:
+        if not self._healthy:
             action = self._actuate(np.asarray(action, dtype=np.float64).reshape(-1))
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.step_index = t + 1
@@ -247,6 +248,7 @@ class FaultWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._active = active
         faults = self.active_faults()
         self.actuator = actuator_model([f for f in faults if f.group == ACTUATOR], self.n_action)
+        self._healthy = self.actuator.is_healthy
         self._sensing = tuple(i for i in active if self.faults[i].group == SENSOR)
         if self.body is not None:
             self.body.apply_body_faults([f for f in faults if f.group == BODY])

@@ -57,6 +57,8 @@ class TrainConfig:
     p_none: float = 0.15  # fraction of fault-free episodes
     kinds: tuple[str, ...] = TRAINED_KINDS
     lr: float = 3e-3
+    loss: str = "l1"  # imitation loss: mse, or l1 (weighs the small steady-state errors more)
+    lr_final: float = 0.1  # cosine decay of the learning rate to this fraction of lr
     n_hidden: int = 64  # spiking hidden width; LSTM/MLP widths are matched in parameter count
     ticks: int = 8
     beta_start: float = 0.5
@@ -70,6 +72,8 @@ class TrainConfig:
             raise TrainError(f"unknown task {self.task!r}; the training task is {TASK_ID}.")
         if self.steps < 1 or self.batch < 1 or self.window < 1:
             raise TrainError("steps, batch and window must be positive.")
+        if self.loss not in ("mse", "l1"):
+            raise TrainError(f"loss must be mse or l1, not {self.loss!r}.")
         if self.episode_steps % self.window:
             raise TrainError("episode_steps must be a multiple of window.")
 
@@ -151,7 +155,7 @@ class Rollout:
         faults = FaultBatch.sample(
             self.rng, self.cfg.batch, self.cfg.kinds, False, self.cfg.onset, self.cfg.p_none
         )
-        self.env = ArmReachBatch(faults, seed)
+        self.env = ArmReachBatch(faults, seed, stagger=True)
         self.obs = self.env.observe()
         self.state = self.policy.initial_state(self.cfg.batch)
         self.state = _to(self.state, self.device)
@@ -166,7 +170,8 @@ class Rollout:
             obs = torch.as_tensor(self.obs, device=self.device)
             action, self.state = self.policy(obs, self.state)
             target = self.env.teacher(True)
-            loss = loss + torch.mean((action - torch.as_tensor(target, device=self.device)) ** 2)
+            error = action - torch.as_tensor(target, device=self.device)
+            loss = loss + torch.mean(error.abs() if self.cfg.loss == "l1" else error**2)
             student = action.detach().clamp(-1, 1).cpu().numpy()
             take_teacher = self.rng.random(self.cfg.batch) < beta
             executed = np.where(take_teacher[:, None], target, student)
@@ -254,6 +259,8 @@ def train(
     started = time.monotonic()
     for step in range(start, cfg.steps):
         beta = cfg.beta_start * max(0.0, 1.0 - step / (0.5 * cfg.steps))
+        for group in optimiser.param_groups:
+            group["lr"] = cfg.lr * cosine(step / cfg.steps, cfg.lr_final)
         optimiser.zero_grad()
         loss = rollout.window_loss(beta)
         loss.backward()
@@ -291,6 +298,11 @@ def train(
         write_json(out / "metrics.json", {"summary": summary, "history": history})
         plot_curves(history, out, cfg.model)
     return summary
+
+
+def cosine(progress: float, final: float) -> float:
+    """Learning-rate factor: 1 at the start, ``final`` at the end, a half cosine between."""
+    return final + (1.0 - final) * 0.5 * (1.0 + float(np.cos(np.pi * progress)))
 
 
 def _json_config(cfg: TrainConfig) -> dict[str, Any]:

@@ -94,7 +94,7 @@ class ArmReachBatch:
     n_obs = arm.OBS_SIZE
     n_act = 2
 
-    def __init__(self, faults: FaultBatch, seed: int) -> None:
+    def __init__(self, faults: FaultBatch, seed: int, stagger: bool = False) -> None:
         self.rng = np.random.default_rng(seed)
         self.faults = faults
         b = faults.kind.shape[0]
@@ -103,6 +103,11 @@ class ArmReachBatch:
         self.q = np.stack([self.rng.uniform(-np.pi, np.pi, b), self.rng.uniform(-2.5, 2.5, b)], -1)
         self.qd = np.zeros((b, 2))
         self.target = arm.sample_target(self.rng, self.base, (b,))
+        # Each episode changes targets on its own phase, so a batch never sees every episode
+        # jump at once (which makes one window all transients and the next all steady state).
+        self.target_phase = (
+            self.rng.integers(0, arm.TARGET_PERIOD, b) if stagger else np.zeros(b, int)
+        )
         self.t = 0
         self._build_fault_models()
 
@@ -169,6 +174,8 @@ class ArmReachBatch:
         self.q, self.qd = arm.arm_step(self.q, self.qd, out, body)
         rew = arm.reward(self.q, self.target, body)
         self.t += 1
-        if self.t % arm.TARGET_PERIOD == 0:
-            self.target = arm.sample_target(self.rng, self.base, (self.batch,))
+        switch = (self.t + self.target_phase) % arm.TARGET_PERIOD == 0
+        if switch.any():
+            fresh = arm.sample_target(self.rng, self.base, (self.batch,))
+            self.target = np.where(switch[:, None], fresh, self.target)
         return self.observe(), rew

@@ -80,6 +80,12 @@ def lambda_powers(lam_q: int) -> tuple[int, ...]:
     return tuple(table)
 
 
+@functools.lru_cache(maxsize=64)
+def lambda_table(lam_q: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """:func:`lambda_powers` as a tensor, built once per value (the decay reads it every tick)."""
+    return torch.tensor(lambda_powers(lam_q), dtype=dtype, device=device)
+
+
 def clip_linear_f_table() -> np.ndarray:
     """``f(u) = clip(u, -1, 1)`` as the board's Q7.8 lookup table over ``d = -512..511``."""
     d = np.arange(F_TABLE_SIZE) - F_TABLE_SIZE // 2
@@ -100,11 +106,7 @@ class BoardNumerics(Numerics):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         age = age + 1
         k = age.clamp(max=AGE_MAX)
-        table = torch.tensor(
-            lambda_powers(int(round(float(lam.detach()) * LAMBDA_ONE))),
-            dtype=h.dtype,
-            device=h.device,
-        )
+        table = lambda_table(int(round(float(lam.detach()) * LAMBDA_ONE)), h.dtype, h.device)
         factor = ste(lam**k, table[k.long()] / LAMBDA_ONE)
         decayed = ste_floor(h * factor.unsqueeze(2))
         h = torch.where(active.unsqueeze(2), decayed, h)

@@ -12,6 +12,7 @@ State is explicit (``EngineState``); widths come from ``firmware_sim.spec`` only
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,8 +31,12 @@ from firmware_sim.profiles import Profile, get_profile
 from firmware_sim.rules import check
 
 SELECTOR_LIMIT = 1 << 16
-"""Sum active rows per core with a float64 selector matmul (exact: every partial sum is an
-integer below 2^31) while cores * rows stays below this; above it ``np.add.reduceat`` is cheaper."""
+"""Sum active rows per core with a float selector matmul (exact: every partial sum is an integer
+below 2^24 in float32 or 2^31 in float64) while cores * rows stays below this; above it the rows
+are laid out per core and summed by halving (``_fold_per_core``), which needs no BLAS threads."""
+FOLD_WIDTH = 16
+"""Rows per chunk of ``_fold_per_core``: small enough that padding stays cheap on cores with a
+few active rows, large enough that few chunk sums are left to fold again."""
 
 
 @dataclass
@@ -73,6 +78,7 @@ class Engine:
         self._fault_rngs: list[np.random.Generator] = []
         self._fault_masks: list[dict[str, np.ndarray]] = []
         self.telemetry = Telemetry(spikes=np.zeros(self.n_cores, np.int64))
+        self._scratch: dict[str, np.ndarray] = {}
         self.reset()
 
     # ----------------------------------------------------------------- loading
@@ -139,7 +145,8 @@ class Engine:
             route_src.append(p * N + core["route_src"].astype(np.int64))
             dst_pos = np.array([position[int(c)] for c in core["route_dst_core"]], np.int64)
             route_dst.append(dst_pos * A + core["route_dst_axon"].astype(np.int64))
-        self.weights_q8 = self.weights.astype(np.int32) << spec.TRACE_FRAC
+        # W << 8 spans -2^15 .. 2^15 - 2^8: int16 holds it, and half the bytes gather faster
+        self.weights_q8 = self.weights.astype(np.int16) << spec.TRACE_FRAC
 
         # f(post - beta) for post = 0 and 1, and the narrowest exact type for m * eta * x * f:
         # |m| <= max level, |x| <= 128; it needs int64 in general (2^52), int32 often suffices
@@ -159,11 +166,23 @@ class Engine:
         self.f_post0 = f_post0.astype(self.plastic_dtype)
         self.f_post1 = f_post1.astype(self.plastic_dtype)
         self.row_eta = self.row_eta.astype(self.plastic_dtype)
+        # one eta per core (per layer): with binary inputs the Hebbian term is a per-core table
+        self.eta_per_core = all(len(set(core["eta"].tolist())) <= 1 for core in cores)
+        lams = {int(core["lam"][0]) for core in cores}
+        self.lam_one = lams == {spec.LAMBDA_ONE}  # lambda = 1.0: decay changes nothing
+        self.lam_table = self.lam_pow[0] if len(lams) == 1 else None  # one lambda: 1-D lookup
         self.uniform_neurons = bool((self.n_neurons_of == N).all())
         self.h_max_uniform = len({int(core["h_max"][0]) for core in cores}) == 1
         alphas = {int(core["alpha"][0]) for core in cores}
         # one alpha for the whole image lets |alpha * H| <= 2^30 be a scalar multiply
         self.alpha_uniform = np.int32(alphas.pop()) if len(alphas) == 1 else None
+        # alpha = 2^a (a <= 8): (alpha * H) >> 8 == H >> (8 - a), one shift instead of two passes
+        a = int(self.alpha_uniform) if self.alpha_uniform is not None else -1
+        self.alpha_shift = (
+            spec.ALPHA_FRAC - a.bit_length() + 1
+            if 0 < a <= 1 << spec.ALPHA_FRAC and a & (a - 1) == 0
+            else None
+        )
         self.enc_rows = np.concatenate(enc_rows).astype(np.int64)
         self.enc_src = np.concatenate(enc_src).astype(np.int64)
         self.enc_gain = np.concatenate(enc_gain).astype(np.int64)
@@ -177,12 +196,21 @@ class Engine:
         self.all_up = True
         self._fault_key: tuple[bool, ...] = ()
 
+    def _rows_buffer(self, name: str, n_rows: int, dtype: type) -> np.ndarray:
+        """A reused (n_rows, neurons) scratch array: fresh multi-megabyte temporaries every tick
+        cost page faults; these grow to the largest active set seen and stay."""
+        buffer = self._scratch.get(name)
+        if buffer is None or buffer.shape[0] < n_rows:
+            size = max(n_rows, 2 * (0 if buffer is None else buffer.shape[0]))
+            buffer = self._scratch[name] = np.empty((size, self.n_neurons), dtype)
+        return buffer[:n_rows]
+
     # ------------------------------------------------------------------- state
     def reset(self) -> None:
         """Clear membranes, traces, in-flight spikes, encoder phases and the tick counters."""
         C, A, N = self.n_cores, self.n_axons, self.n_neurons
         self.v_mem = np.zeros((C, N), np.int64)
-        self.traces = np.zeros((C * A, N), np.int32)  # int16 values, int32 storage for speed
+        self.traces = np.zeros((C * A, N), np.int16)
         self.last = np.zeros(C * A, np.int64)
         self.spiked = np.zeros(C * N, bool)
         self.enc_phase = np.zeros(self.enc_rows.size, np.int64)
@@ -276,18 +304,20 @@ class Engine:
         x = self._receive(current)
         rows = np.flatnonzero(x)  # 2. active rows, sorted, hence grouped by core
         x_rows = x[rows]
+        binary = bool((x_rows == 1).all())  # spikes only: x drops out of every product
         core = self.row_core[rows]
         w_eff, h_rows = self._effective_weights(rows, core, learning)
-        spikes = self._fire(self._sum_per_core(w_eff, x_rows, core))
+        spikes = self._fire(self._sum_per_core(w_eff, x_rows, core, binary))
         if learning and rows.size:
-            self._plasticity(rows, x_rows, core, h_rows, spikes)
+            self._plasticity(rows, x_rows, core, h_rows, spikes, binary)
         # 9. send: the routes read ``spiked`` on the next tick
         self.spiked = spikes.ravel()
         self.counts += self.spiked
-        self._flip_bits()
+        if self.faults:
+            self._flip_bits()
         tel = self.telemetry
         tel.ticks += 1
-        tel.spikes += spikes.sum(axis=1)
+        tel.spikes += np.count_nonzero(spikes, axis=1)
         events = (
             rows.size * self.n_neurons
             if self.uniform_neurons
@@ -316,53 +346,80 @@ class Engine:
     def _effective_weights(
         self, rows: np.ndarray, core: np.ndarray, learning: bool
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """3. Lazy decay of the active rows' traces, 4. their effective weights (int32)."""
-        w_eff = self.weights_q8[rows]
-        if not learning and self._traces_zero:
-            h_rows = None
-        elif self._traces_zero:
-            h_rows = np.zeros_like(w_eff)  # every power of lambda maps 0 to 0
+        """3. Lazy decay of the active rows' traces (returned as int32, or None while every trace
+        is 0), 4. their effective weights (int32, saturated to 16 bits). Both are scratch."""
+        R = rows.size
+        w_q8 = self._gather(self.weights_q8, rows, "w_q8")
+        if self._traces_zero:  # every power of lambda maps 0 to 0, and alpha * 0 = 0
+            return self._stick(w_q8.astype(np.int32), rows), None
+        h16 = self._gather(self.traces, rows, "h16")
+        h_rows = self._rows_buffer("h", R, np.int32)
+        if learning and not self.lam_one:
+            age = self.t_plastic - self.last[rows]
+            np.minimum(age, spec.AGE_MAX, out=age)
+            lam = self.lam_pow[core, age] if self.lam_table is None else self.lam_table[age]
+            # |H| <= 2^15 and lam^k <= 2^16: the product fits int32
+            np.multiply(h16, lam.astype(np.int32)[:, None], out=h_rows)
+            h_rows >>= spec.LAMBDA_FRAC
         else:
-            h_rows = self.traces[rows]
-            if learning:
-                age = self.t_plastic - self.last[rows]
-                np.minimum(age, spec.AGE_MAX, out=age)
-                h_rows *= self.lam_pow[core, age][:, None]  # |H| <= 2^15, lam^k <= 2^16: int32
-                h_rows >>= spec.LAMBDA_FRAC
-            alpha = self.alpha_uniform
-            plastic = h_rows * (self.row_alpha[rows][:, None] if alpha is None else alpha)
-            plastic >>= spec.ALPHA_FRAC
-            w_eff += plastic
-            spec.saturate(w_eff, spec.W_EFF_BITS, out=w_eff)
-        if self._stuck is not None:
-            w_eff = np.where(self._stuck[rows], self._stuck_value[rows], w_eff)
-        return w_eff, h_rows
+            h_rows[...] = h16
+        w_eff = self._rows_buffer("w_eff", R, np.int32)
+        alpha = self.alpha_uniform
+        if alpha is not None and alpha == 0:
+            w_eff[...] = w_q8
+        else:
+            if self.alpha_shift is not None:
+                np.right_shift(h_rows, self.alpha_shift, out=w_eff)
+            else:  # |alpha * H| <= 2^30
+                scale = self.row_alpha[rows][:, None] if alpha is None else alpha
+                np.multiply(h_rows, scale, out=w_eff)
+                w_eff >>= spec.ALPHA_FRAC
+            w_eff += w_q8
+            # two reductions read; a clamp would also write, and it is rarely needed
+            if R and (w_eff.max() > spec.W_EFF_MAX or w_eff.min() < spec.W_EFF_MIN):
+                np.clip(w_eff, spec.W_EFF_MIN, spec.W_EFF_MAX, out=w_eff)
+        return self._stick(w_eff, rows), h_rows
 
-    def _sum_per_core(self, w_eff: np.ndarray, x_rows: np.ndarray, core: np.ndarray) -> np.ndarray:
-        """4. I_j = sum_i x_i * w_eff_ij per core, exactly (|I| <= 2^30)."""
+    def _stick(self, w_eff: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Stuck-synapse faults replace w_eff (in place)."""
+        if self._stuck is not None:
+            np.copyto(w_eff, self._stuck_value[rows], where=self._stuck[rows])
+        return w_eff
+
+    def _gather(self, table: np.ndarray, rows: np.ndarray, name: str) -> np.ndarray:
+        """``table[rows]`` into scratch (``mode="clip"``: the default mode buffers ``out``)."""
+        out = self._rows_buffer(name, rows.size, table.dtype)
+        return np.take(table, rows, axis=0, out=out, mode="clip")
+
+    def _sum_per_core(
+        self, w_eff: np.ndarray, x_rows: np.ndarray, core: np.ndarray, binary: bool
+    ) -> np.ndarray:
+        """4. I_j = sum_i x_i * w_eff_ij per core, exactly (|I| <= 2^30), as float (C, N) with
+        integer values or int64. ``w_eff`` is scratch and may be overwritten."""
         if core.size == 0:
             return np.zeros((self.n_cores, self.n_neurons), np.int64)
         if self.n_cores * core.size <= SELECTOR_LIMIT:
             # BLAS sums in one call and exactly: each |x * w_eff| <= 2^22 and every partial sum
             # is an integer below 2^24 (float32) when sum |x| < 2^9, below 2^31 (float64) always
-            exact32 = int(np.abs(x_rows).sum()) < (1 << 9)
+            exact32 = binary and core.size < (1 << 9) or int(np.abs(x_rows).sum()) < (1 << 9)
             kind = np.float32 if exact32 else np.float64
             selector = np.zeros((self.n_cores, core.size), kind)
             selector[core, np.arange(core.size)] = x_rows
-            return (selector @ w_eff.astype(kind)).astype(np.int64)
-        if not np.all(x_rows == 1):
-            w_eff = w_eff * x_rows[:, None]
+            return selector @ w_eff.astype(kind)
+        if not binary:
+            w_eff *= x_rows[:, None]  # |x * w_eff| <= 2^22
         out = np.zeros((self.n_cores, self.n_neurons), np.int64)
-        starts = np.flatnonzero(np.diff(core, prepend=-1))
-        out[core[starts]] = np.add.reduceat(w_eff, starts, axis=0, dtype=np.int32)
+        present, counts = np.unique(core, return_counts=True)
+        out[present] = _fold_per_core(w_eff, counts, self._rows_buffer)
         return out
 
     def _fire(self, current_in: np.ndarray) -> np.ndarray:
         """5. leak and add, 6. fire (>=) with neuron faults, 7. reset; returns the spikes."""
         v_old = self.v_mem
-        v = v_old - (v_old >> self.decay_shift)
-        v += current_in
-        spec.saturate(v, spec.MEMBRANE_BITS, out=v)
+        v = v_old >> self.decay_shift
+        np.subtract(v_old, v, out=v)
+        np.add(v, current_in, out=v, casting="unsafe")  # integer-valued floats: exact
+        np.clip(v, spec.V_MIN, spec.V_MAX, out=v)
         spikes = v >= self.theta
         if self._dead is not None:
             spikes &= ~self._dead
@@ -373,8 +430,11 @@ class Engine:
             spikes[~self.core_up] = False
             v[~self.core_up] = v_old[~self.core_up]
         if self.reset_mode == spec.RESET_SOFT:
-            np.subtract(v, self.theta, out=v, where=spikes)
-            spec.saturate(v, spec.MEMBRANE_BITS, out=v)
+            v -= self.theta * spikes
+            # theta <= v <= V_MAX where a neuron fired on its own, so v - theta stays in range;
+            # only a forced (always-firing) neuron can fall below V_MIN
+            if self._always is not None:
+                np.clip(v, spec.V_MIN, spec.V_MAX, out=v)
         else:
             v[spikes] = 0
         self.v_mem = v
@@ -385,24 +445,43 @@ class Engine:
         rows: np.ndarray,
         x_rows: np.ndarray,
         core: np.ndarray,
-        h_rows: np.ndarray,
+        h_rows: np.ndarray | None,
         spikes: np.ndarray,
+        binary: bool,
     ) -> None:
         """8. H <- clip(lam^k H + (m * eta * pre * f(post - beta)) >> 16, -h_max, h_max)."""
         # post is 0 or 1, so f(post - beta) is one of two tables made at load time
         g = np.where(spikes, self.f_post1, self.f_post0)
-        pre = self.row_eta[rows] * x_rows
+        pre = self.row_eta[rows] if binary else self.row_eta[rows] * x_rows
         if self.has_modulator:
             m = self.mod_levels[np.arange(self.n_cores), self._mod_spiked()]
-            pre *= m[core].astype(self.plastic_dtype)
+            pre = pre * m[core].astype(self.plastic_dtype)
         else:
-            pre <<= spec.MOD_FRAC  # m = 1.0
-        term = pre[:, None] * g[core]
-        term >>= spec.PLASTIC_SHIFT
-        term += h_rows
-        h_max = self.row_h_max[rows]
-        # one layer per core and usually one h_max for the whole image: clip with a scalar then
-        spec.clip_symmetric(term, int(h_max[0]) if self.h_max_uniform else h_max[:, None])
+            pre = pre << spec.MOD_FRAC  # m = 1.0
+        per_core = np.zeros(self.n_cores, self.plastic_dtype)
+        per_core[core] = pre
+        if (binary and self.eta_per_core) or np.array_equal(per_core[core], pre):
+            # one pre value per core (one eta per layer, binary spikes): the Hebbian term is a
+            # (cores, neurons) table and each active row takes its core's row of it. Clipping
+            # the term to +-2^16 changes nothing (|lam^k H| <= 2^15 and the result is clipped to
+            # h_max < 2^15) and lets it live in int32.
+            table = per_core[:, None] * g
+            table >>= spec.PLASTIC_SHIFT
+            if table.dtype != np.int32:
+                table = np.clip(table, -(1 << 16), 1 << 16).astype(np.int32)
+            term = self._gather(table, core, "term")
+        else:
+            term = pre[:, None] * np.take(g, core, axis=0)
+            term >>= spec.PLASTIC_SHIFT
+        if h_rows is not None:
+            term += h_rows
+        if self.h_max_uniform:
+            # one layer per core and usually one h_max for the whole image: a scalar clip
+            bound = int(self.row_h_max[rows[0]])
+            np.clip(term, -bound, bound, out=term)
+        else:
+            bound = self.row_h_max[rows][:, None]
+            np.clip(term, -bound, bound, out=term)
         self.traces[rows] = term
         self.last[rows] = self.t_plastic
         self._traces_zero = False
@@ -531,9 +610,38 @@ class Engine:
                 raw = self.weights.reshape(-1).view(np.uint8)
                 np.bitwise_xor.at(raw, cell, (1 << bit).astype(np.uint8))
                 flat_q8 = self.weights_q8.reshape(-1)
-                flat_q8[cell] = self.weights.reshape(-1)[cell].astype(np.int32) << spec.TRACE_FRAC
+                flat_q8[cell] = self.weights.reshape(-1)[cell].astype(np.int16) << spec.TRACE_FRAC
             else:
-                flat = self.traces.reshape(-1)
-                np.bitwise_xor.at(flat, cell, (1 << bit).astype(np.int32))
-                flat[cell] = spec.wrap(flat[cell], spec.TRACE_BITS)
+                raw = self.traces.reshape(-1).view(np.uint16)
+                np.bitwise_xor.at(raw, cell, (1 << bit).astype(np.uint16))
                 self._traces_zero = False
+
+
+def _fold_per_core(
+    rows: np.ndarray, counts: np.ndarray, scratch: Callable[[str, int, type], np.ndarray]
+) -> np.ndarray:
+    """Sum consecutive groups of rows (group g: the next ``counts[g] > 0`` rows) in int32.
+
+    Each group is cut into chunks of ``FOLD_WIDTH`` rows, zero-padded to whole chunks, and every
+    chunk is halved until one row is left: each add is a contiguous elementwise pass (a reduction
+    along the rows, ``np.add.reduceat`` or ``sum(axis=0)``, walks the long axis with a stride and
+    is many times slower). The chunk sums are folded the same way until one row per group is
+    left. Padding costs at most ``FOLD_WIDTH - 1`` rows per group, however uneven the groups.
+    Exact: the sums are the per-core accumulators, below 2^30 by design rule."""
+    width = FOLD_WIDTH if counts.max() > FOLD_WIDTH else int(counts.max())
+    chunks = -(-counts // width)
+    first_row = np.cumsum(counts) - counts
+    rank = np.arange(rows.shape[0]) - np.repeat(first_row, counts)
+    first_chunk = np.repeat(np.cumsum(chunks) - chunks, counts)
+    slot = (first_chunk + rank // width) * width + rank % width
+    block = scratch("fold", int(chunks.sum()) * width, np.int32)
+    block[...] = 0
+    block[slot] = rows
+    block = block.reshape(-1, width, rows.shape[1])
+    left = width
+    while left > 1:
+        half = left // 2
+        block[:, :half] += block[:, left - half : left]
+        left -= half
+    sums = block[:, 0]
+    return sums if chunks.max() == 1 else _fold_per_core(sums.copy(), chunks, scratch)

@@ -34,6 +34,8 @@ SELECTOR_LIMIT = 1 << 16
 """Sum active rows per core with a float selector matmul (exact: every partial sum is an integer
 below 2^24 in float32 or 2^31 in float64) while cores * rows stays below this; above it the rows
 are laid out per core and summed by halving (``_fold_per_core``), which needs no BLAS threads."""
+V_MIN, V_MAX = np.int64(spec.V_MIN), np.int64(spec.V_MAX)  # typed: np.clip is quicker so
+
 FOLD_WIDTH = 16
 """Rows per chunk of ``_fold_per_core``: small enough that padding stays cheap on cores with a
 few active rows, large enough that few chunk sums are left to fold again."""
@@ -172,6 +174,16 @@ class Engine:
         self.lam_one = lams == {spec.LAMBDA_ONE}  # lambda = 1.0: decay changes nothing
         self.lam_table = self.lam_pow[0] if len(lams) == 1 else None  # one lambda: 1-D lookup
         self.uniform_neurons = bool((self.n_neurons_of == N).all())
+        # without a modulator, one eta per core and binary inputs, the Hebbian term of every row
+        # of core c is (eta_c << 8) * f(post - beta) >> 16: two (cores, neurons) tables, one per
+        # post value, made once (clipped to +-2^16, which changes nothing: see _plasticity)
+        self.hebb_tables = None
+        if self.eta_per_core and not self.has_modulator:
+            first_eta = self.row_eta.reshape(C, A)[:, :1].astype(np.int64) << spec.MOD_FRAC
+            self.hebb_tables = tuple(
+                np.clip((first_eta * f) >> spec.PLASTIC_SHIFT, -(1 << 16), 1 << 16).astype(np.int32)
+                for f in (f_post0, f_post1)
+            )
         self.h_max_uniform = len({int(core["h_max"][0]) for core in cores}) == 1
         alphas = {int(core["alpha"][0]) for core in cores}
         # one alpha for the whole image lets |alpha * H| <= 2^30 be a scalar multiply
@@ -184,6 +196,10 @@ class Engine:
             else None
         )
         self.enc_rows = np.concatenate(enc_rows).astype(np.int64)
+        first = int(self.enc_rows[0]) if self.enc_rows.size else 0
+        contiguous = np.array_equal(self.enc_rows, np.arange(first, first + self.enc_rows.size))
+        # the usual encoder feeds one core's first axons: a slice is cheaper than an index
+        self.enc_at = slice(first, first + self.enc_rows.size) if contiguous else self.enc_rows
         self.enc_src = np.concatenate(enc_src).astype(np.int64)
         self.enc_gain = np.concatenate(enc_gain).astype(np.int64)
         self.enc_bias = np.concatenate(enc_bias).astype(np.int64) << spec.OBS_FRAC
@@ -317,7 +333,7 @@ class Engine:
             self._flip_bits()
         tel = self.telemetry
         tel.ticks += 1
-        tel.spikes += np.count_nonzero(spikes, axis=1)
+        tel.spikes += spikes.sum(axis=1)
         events = (
             rows.size * self.n_neurons
             if self.uniform_neurons
@@ -333,12 +349,12 @@ class Engine:
         x = np.zeros(self.n_cores * self.n_axons, np.int32)
         x[self.route_dst[self.spiked[self.route_src]]] = 1
         if self.enc_mode == spec.ENC_CURRENT:
-            x[self.enc_rows] = current
+            x[self.enc_at] = current
         else:
             self.enc_phase += np.maximum(current, 0)
             fire = self.enc_phase >= spec.DELTA_LEVEL
             self.enc_phase[fire] -= spec.DELTA_LEVEL
-            x[self.enc_rows] = fire
+            x[self.enc_at] = fire
         if not self.all_up:
             x.reshape(self.n_cores, self.n_axons)[~self.core_up] = 0
         return x
@@ -359,7 +375,7 @@ class Engine:
             np.minimum(age, spec.AGE_MAX, out=age)
             lam = self.lam_pow[core, age] if self.lam_table is None else self.lam_table[age]
             # |H| <= 2^15 and lam^k <= 2^16: the product fits int32
-            np.multiply(h16, lam.astype(np.int32)[:, None], out=h_rows)
+            np.multiply(h16, lam[:, None], out=h_rows)
             h_rows >>= spec.LAMBDA_FRAC
         else:
             h_rows[...] = h16
@@ -419,7 +435,7 @@ class Engine:
         v = v_old >> self.decay_shift
         np.subtract(v_old, v, out=v)
         np.add(v, current_in, out=v, casting="unsafe")  # integer-valued floats: exact
-        np.clip(v, spec.V_MIN, spec.V_MAX, out=v)
+        np.clip(v, V_MIN, V_MAX, out=v)
         spikes = v >= self.theta
         if self._dead is not None:
             spikes &= ~self._dead
@@ -434,7 +450,7 @@ class Engine:
             # theta <= v <= V_MAX where a neuron fired on its own, so v - theta stays in range;
             # only a forced (always-firing) neuron can fall below V_MIN
             if self._always is not None:
-                np.clip(v, spec.V_MIN, spec.V_MAX, out=v)
+                np.clip(v, V_MIN, V_MAX, out=v)
         else:
             v[spikes] = 0
         self.v_mem = v
@@ -450,6 +466,10 @@ class Engine:
         binary: bool,
     ) -> None:
         """8. H <- clip(lam^k H + (m * eta * pre * f(post - beta)) >> 16, -h_max, h_max)."""
+        if binary and self.hebb_tables is not None:
+            table = np.where(spikes, self.hebb_tables[1], self.hebb_tables[0])
+            self._update_traces(rows, self._gather(table, core, "term"), h_rows)
+            return
         # post is 0 or 1, so f(post - beta) is one of two tables made at load time
         g = np.where(spikes, self.f_post1, self.f_post0)
         pre = self.row_eta[rows] if binary else self.row_eta[rows] * x_rows
@@ -473,11 +493,15 @@ class Engine:
         else:
             term = pre[:, None] * np.take(g, core, axis=0)
             term >>= spec.PLASTIC_SHIFT
+        self._update_traces(rows, term, h_rows)
+
+    def _update_traces(self, rows: np.ndarray, term: np.ndarray, h_rows: np.ndarray | None) -> None:
+        """H <- clip(h_rows + term, -h_max, h_max) on the active rows (``term`` is scratch)."""
         if h_rows is not None:
             term += h_rows
         if self.h_max_uniform:
             # one layer per core and usually one h_max for the whole image: a scalar clip
-            bound = int(self.row_h_max[rows[0]])
+            bound = term.dtype.type(self.row_h_max[rows[0]])
             np.clip(term, -bound, bound, out=term)
         else:
             bound = self.row_h_max[rows][:, None]
@@ -618,7 +642,10 @@ class Engine:
 
 
 def _fold_per_core(
-    rows: np.ndarray, counts: np.ndarray, scratch: Callable[[str, int, type], np.ndarray]
+    rows: np.ndarray,
+    counts: np.ndarray,
+    scratch: Callable[[str, int, type], np.ndarray],
+    level: int = 0,
 ) -> np.ndarray:
     """Sum consecutive groups of rows (group g: the next ``counts[g] > 0`` rows) in int32.
 
@@ -628,15 +655,18 @@ def _fold_per_core(
     is many times slower). The chunk sums are folded the same way until one row per group is
     left. Padding costs at most ``FOLD_WIDTH - 1`` rows per group, however uneven the groups.
     Exact: the sums are the per-core accumulators, below 2^30 by design rule."""
-    width = FOLD_WIDTH if counts.max() > FOLD_WIDTH else int(counts.max())
+    width = min(FOLD_WIDTH, int(counts.max()))
     chunks = -(-counts // width)
+    n_slots = int(chunks.sum()) * width
     first_row = np.cumsum(counts) - counts
     rank = np.arange(rows.shape[0]) - np.repeat(first_row, counts)
-    first_chunk = np.repeat(np.cumsum(chunks) - chunks, counts)
-    slot = (first_chunk + rank // width) * width + rank % width
-    block = scratch("fold", int(chunks.sum()) * width, np.int32)
-    block[...] = 0
-    block[slot] = rows
+    first_slot = np.repeat((np.cumsum(chunks) - chunks) * width, counts)
+    block = scratch(f"fold{level}", n_slots, np.int32)
+    if n_slots > rows.shape[0]:  # zero the padding slots only: the rows fill all the others
+        filled = np.zeros(n_slots, bool)
+        filled[first_slot + rank] = True
+        block[~filled] = 0
+    block[first_slot + rank] = rows
     block = block.reshape(-1, width, rows.shape[1])
     left = width
     while left > 1:
@@ -644,4 +674,4 @@ def _fold_per_core(
         block[:, :half] += block[:, left - half : left]
         left -= half
     sums = block[:, 0]
-    return sums if chunks.max() == 1 else _fold_per_core(sums.copy(), chunks, scratch)
+    return sums if chunks.max() == 1 else _fold_per_core(sums, chunks, scratch, level + 1)

@@ -250,12 +250,24 @@ def random_board(seed: int) -> tuple[Engine, SpecBoard, np.random.Generator]:
         layer.f_table = np.clip(rng.integers(-300, 300, spec.F_TABLE_SIZE), -256, 256).astype(
             np.int16
         )
+    if seed % 4 in (1, 2):
+        # the shapes the engine has shortcuts for: one eta per layer, one power-of-two alpha, one
+        # lambda (sometimes 1.0) and one h_max for the image
+        lam = 65536 if seed % 8 == 1 else int(rng.integers(40000, 65536))
+        alpha, h_max = 1 << int(rng.integers(0, 9)), int(rng.integers(1000, 32768))
+        for layer in layers:
+            layer.eta, layer.alpha, layer.lam, layer.h_max = (
+                int(rng.integers(-3000, 3000)),
+                alpha,
+                lam,
+                h_max,
+            )
     if seed % 3 == 0:  # large traces against small weights: w_eff saturates now and then
         layers[0].alpha = 32000
         layers[0].h_max = 32767
     board = dict(
         reset_mode=int(rng.integers(2)),
-        enc_mode=int(rng.integers(2)),
+        enc_mode=1 if seed % 4 == 2 else int(rng.integers(2)),  # delta spikes: binary inputs
         dec_mode=int(rng.integers(2)),
         ticks_per_step=int(rng.integers(1, 5)),
     )
@@ -310,3 +322,19 @@ def test_engine_matches_the_plain_spec_bit_for_bit(seed, selector_limit, monkeyp
         ref.bit_flips,
     )
     assert updates_seen > 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fold_per_core_sums_uneven_groups_exactly(seed):
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(1, [3, 40, 300][seed % 3], rng.integers(1, 60))  # up to 3 fold levels
+    rows = rng.integers(-(2**22), 2**22, (int(counts.sum()), 7)).astype(np.int32)
+    scratch = {}
+
+    def buffer(name, n, dtype):
+        scratch[name] = np.full((n, 7), 12345, dtype)  # stale data must not leak into the sums
+        return scratch[name]
+
+    starts = np.cumsum(counts) - counts
+    expect = np.add.reduceat(rows.astype(np.int64), starts, axis=0)
+    assert np.array_equal(engine_module._fold_per_core(rows, counts, buffer), expect)

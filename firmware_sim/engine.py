@@ -208,6 +208,7 @@ class Engine:
         self.dec_w = np.concatenate(dec_w).astype(np.int64)
         self.route_src = np.concatenate(route_src)
         self.route_dst = np.concatenate(route_dst)
+        self.core_column = np.arange(C)[:, None]
         self.core_up = np.ones(C, bool)
         self.all_up = True
         self._fault_key: tuple[bool, ...] = ()
@@ -371,9 +372,11 @@ class Engine:
         h16 = self._gather(self.traces, rows, "h16")
         h_rows = self._rows_buffer("h", R, np.int32)
         if learning and not self.lam_one:
-            age = self.t_plastic - self.last[rows]
-            np.minimum(age, spec.AGE_MAX, out=age)
-            lam = self.lam_pow[core, age] if self.lam_table is None else self.lam_table[age]
+            age = self.t_plastic - self.last[rows]  # >= 0
+            if self.lam_table is None:
+                lam = self.lam_pow[core, np.minimum(age, spec.AGE_MAX, out=age)]
+            else:  # mode="clip" clamps the index to AGE_MAX: k = min(age, AGE_MAX)
+                lam = np.take(self.lam_table, age, mode="clip")
             # |H| <= 2^15 and lam^k <= 2^16: the product fits int32
             np.multiply(h16, lam[:, None], out=h_rows)
             h_rows >>= spec.LAMBDA_FRAC
@@ -419,8 +422,9 @@ class Engine:
             # is an integer below 2^24 (float32) when sum |x| < 2^9, below 2^31 (float64) always
             exact32 = binary and core.size < (1 << 9) or int(np.abs(x_rows).sum()) < (1 << 9)
             kind = np.float32 if exact32 else np.float64
-            selector = np.zeros((self.n_cores, core.size), kind)
-            selector[core, np.arange(core.size)] = x_rows
+            selector = (self.core_column == core).astype(kind)  # (cores, rows) one-hot
+            if not binary:
+                selector *= x_rows
             return selector @ w_eff.astype(kind)
         if not binary:
             w_eff *= x_rows[:, None]  # |x * w_eff| <= 2^22

@@ -34,6 +34,7 @@ SELECTOR_LIMIT = 1 << 16
 """Sum active rows per core with a float selector matmul (exact: every partial sum is an integer
 below 2^24 in float32 or 2^31 in float64) while cores * rows stays below this; above it the rows
 are laid out per core and summed by halving (``_fold_per_core``), which needs no BLAS threads."""
+TRACE_LIMIT = -spec.TRACE_MIN  # the largest |H| an int16 trace can hold
 V_MIN, V_MAX = np.int64(spec.V_MIN), np.int64(spec.V_MAX)  # typed: np.clip is quicker so
 
 FOLD_WIDTH = 16
@@ -149,6 +150,9 @@ class Engine:
             route_dst.append(dst_pos * A + core["route_dst_axon"].astype(np.int64))
         # W << 8 spans -2^15 .. 2^15 - 2^8: int16 holds it, and half the bytes gather faster
         self.weights_q8 = self.weights.astype(np.int16) << spec.TRACE_FRAC
+        self._weight_ranges(np.arange(C * A))
+        self.alpha_top = max(abs(int(core["alpha"][0])) for core in cores)
+        self.h_max_top = max(int(core["h_max"][0]) for core in cores)
 
         # f(post - beta) for post = 0 and 1, and the narrowest exact type for m * eta * x * f:
         # |m| <= max level, |x| <= 128; it needs int64 in general (2^52), int32 often suffices
@@ -213,6 +217,16 @@ class Engine:
         self.all_up = True
         self._fault_key: tuple[bool, ...] = ()
 
+    @property
+    def _traces_zero(self) -> bool:
+        """Every trace is 0 (w_eff is W << 8 then, and decay has nothing to do)."""
+        return self._trace_bound == 0
+
+    @_traces_zero.setter
+    def _traces_zero(self, zero: bool) -> None:
+        # traces written from outside (or flipped) may hold any int16 value
+        self._trace_bound = 0 if zero else TRACE_LIMIT
+
     def _rows_buffer(self, name: str, n_rows: int, dtype: type) -> np.ndarray:
         """A reused (n_rows, neurons) scratch array: fresh multi-megabyte temporaries every tick
         cost page faults; these grow to the largest active set seen and stay."""
@@ -221,6 +235,14 @@ class Engine:
             size = max(n_rows, 2 * (0 if buffer is None else buffer.shape[0]))
             buffer = self._scratch[name] = np.empty((size, self.n_neurons), dtype)
         return buffer[:n_rows]
+
+    def _weight_ranges(self, rows: np.ndarray) -> None:
+        """Per-row max and min of W << 8 (for _may_saturate), refreshed after weight flips."""
+        if not hasattr(self, "row_w_hi"):
+            self.row_w_hi = np.zeros(self.weights_q8.shape[0], np.int64)
+            self.row_w_lo = np.zeros(self.weights_q8.shape[0], np.int64)
+        self.row_w_hi[rows] = self.weights_q8[rows].max(axis=1)
+        self.row_w_lo[rows] = self.weights_q8[rows].min(axis=1)
 
     # ------------------------------------------------------------------- state
     def reset(self) -> None:
@@ -235,7 +257,7 @@ class Engine:
         self.tick = 0
         self.steps = 0
         self.t_plastic = 0
-        self._traces_zero = True  # lets w_eff skip alpha * H while every trace is 0
+        self._trace_bound = 0  # no trace is larger in magnitude: 0 lets w_eff skip alpha * H
         self._refresh_faults(force=True)
 
     def reset_plastic(self) -> None:
@@ -394,8 +416,12 @@ class Engine:
                 np.multiply(h_rows, scale, out=w_eff)
                 w_eff >>= spec.ALPHA_FRAC
             w_eff += w_q8
-            # two reductions read; a clamp would also write, and it is rarely needed
-            if R and (w_eff.max() > spec.W_EFF_MAX or w_eff.min() < spec.W_EFF_MIN):
+            # two reductions read where a clamp would also write, and only where it can matter
+            if (
+                R
+                and self._may_saturate(rows)
+                and (w_eff.max() > spec.W_EFF_MAX or w_eff.min() < spec.W_EFF_MIN)
+            ):
                 np.clip(w_eff, spec.W_EFF_MIN, spec.W_EFF_MAX, out=w_eff)
         return self._stick(w_eff, rows), h_rows
 
@@ -404,6 +430,15 @@ class Engine:
         if self._stuck is not None:
             np.copyto(w_eff, self._stuck_value[rows], where=self._stuck[rows])
         return w_eff
+
+    def _may_saturate(self, rows: np.ndarray) -> bool:
+        """Whether (W << 8) + ((alpha * H) >> 8) can leave 16 bits on these rows, from each row's
+        weight range and the bound on |H| (cheap: one value per row, not per synapse)."""
+        plastic = ((self.alpha_top * self._trace_bound) >> spec.ALPHA_FRAC) + 1
+        return bool(
+            self.row_w_hi[rows].max() + plastic > spec.W_EFF_MAX
+            or self.row_w_lo[rows].min() - plastic < spec.W_EFF_MIN
+        )
 
     def _gather(self, table: np.ndarray, rows: np.ndarray, name: str) -> np.ndarray:
         """``table[rows]`` into scratch (``mode="clip"``: the default mode buffers ``out``)."""
@@ -512,7 +547,8 @@ class Engine:
             np.clip(term, -bound, bound, out=term)
         self.traces[rows] = term
         self.last[rows] = self.t_plastic
-        self._traces_zero = False
+        # the clip bounds every row written now; decay never grows a trace
+        self._trace_bound = max(self._trace_bound, self.h_max_top)
 
     def _mod_spiked(self) -> np.ndarray:
         """Per core: 1 if its modulator spiked on the previous tick, else 0 (cores without a
@@ -639,6 +675,7 @@ class Engine:
                 np.bitwise_xor.at(raw, cell, (1 << bit).astype(np.uint8))
                 flat_q8 = self.weights_q8.reshape(-1)
                 flat_q8[cell] = self.weights.reshape(-1)[cell].astype(np.int16) << spec.TRACE_FRAC
+                self._weight_ranges(np.unique(cell // self.n_neurons))
             else:
                 raw = self.traces.reshape(-1).view(np.uint16)
                 np.bitwise_xor.at(raw, cell, (1 << bit).astype(np.uint16))

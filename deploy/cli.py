@@ -1,8 +1,16 @@
-"""``glocal`` verbs owned by ``deploy``."""
+"""``glocal`` verbs owned by ``deploy``: pack, export-onnx, flash, run, demo, hil.
+
+Each handler only parses and calls the library (``deploy.*``); human output goes to stderr and
+the returned dict is what ``--json`` prints.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
 
 from deploy.errors import DeployError
 
@@ -10,7 +18,73 @@ from deploy.errors import DeployError
 def register(
     subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]
 ) -> None:
-    demo = subparsers.add_parser(
+    p = subparsers.add_parser(
+        "pack",
+        parents=parents,
+        help="quantise a checkpoint, map it onto cores (design rules) and write a core image",
+        description=(
+            "Quantise CHECKPOINT (per-layer scales, quantisation-error report), map its layers "
+            "onto the profile's cores with design-rule checks and a resource report, and pack "
+            "the core image (.glc), signed with --sign KEY if given."
+        ),
+    )
+    p.add_argument("checkpoint", help="training checkpoint (model.pt or its folder)")
+    p.add_argument("--profile", default="tianjic", help="board profile (default: %(default)s)")
+    p.add_argument("--out", required=True, type=Path, help="the .glc file to write")
+    p.add_argument("--sign", type=Path, metavar="KEY", help="Ed25519 private key (PEM or raw)")
+    p.set_defaults(handler=pack_command)
+
+    p = subparsers.add_parser(
+        "export-onnx",
+        parents=parents,
+        help="export the float step (plastic state as inputs/outputs) and check onnxruntime parity",
+        description=(
+            "Export one control step of CHECKPOINT to ONNX with the plastic state as explicit "
+            "inputs and outputs, then run torch and onnxruntime side by side over a seeded "
+            "episode and fail if they differ by more than --tolerance."
+        ),
+    )
+    p.add_argument("checkpoint", help="training checkpoint (model.pt or its folder)")
+    p.add_argument("--out", required=True, type=Path, help="the .onnx file to write")
+    p.add_argument("--env", default="glocal/ArmReach-v0", help="env of the parity episode")
+    p.add_argument("--steps", type=int, default=300, help="steps of the parity episode")
+    p.add_argument("--tolerance", type=float, default=1e-5, help="largest allowed difference")
+    p.set_defaults(handler=export_onnx_command)
+
+    p = subparsers.add_parser(
+        "flash",
+        parents=parents,
+        help="flash a core image onto a board (progress, resume, hash check) and boot it",
+        description="Flash IMAGE over --port, resuming what the board holds, verify, boot.",
+    )
+    p.add_argument("image", type=Path, help="the core image (.glc)")
+    p.add_argument("--port", required=True, help="pyserial URL or pty path of the board")
+    p.add_argument("--no-boot", action="store_true", help="flash only, keep the running image")
+    p.set_defaults(handler=flash_command)
+
+    p = subparsers.add_parser(
+        "run",
+        parents=parents,
+        help="run the closed loop (env <-> board) with faults; telemetry, summary and plots",
+        description=(
+            "Drive ENV with the board on --port for N episodes, learning on, off or both on the "
+            "same image, with faults in any domain (robot:..., board:..., link:...). Writes "
+            "telemetry.jsonl, summary.json, PNG plots and report.md into --out."
+        ),
+    )
+    p.add_argument("--port", required=True, help="pyserial URL or pty path of the board")
+    p.add_argument("--env", default="glocal/ArmReach-v0", help="gymnasium env id")
+    p.add_argument("--episodes", type=int, default=5, help="episodes per run")
+    p.add_argument("--steps", type=int, help="control steps per episode (default: the env's)")
+    p.add_argument("--fault", action="append", default=[], metavar="SPEC", help="fault spec")
+    p.add_argument("--learning", default="both", choices=("on", "off", "both"))
+    p.add_argument("--seed", type=int, default=0, help="env seed of the first episode")
+    p.add_argument("--image", type=Path, help="the flashed .glc (for trace units and cores)")
+    p.add_argument("--gif", action="store_true", help="also write episode.gif")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.set_defaults(handler=run_command)
+
+    p = subparsers.add_parser(
         "demo",
         parents=parents,
         help="run the end-to-end demo: board on a pty, flash, closed loop with a fault",
@@ -19,11 +93,156 @@ def register(
             "with a mid-episode actuator fault, learning on and off, and write a report."
         ),
     )
-    demo.add_argument("--out", default="glocal-demo", help="output folder (default: %(default)s)")
-    demo.set_defaults(handler=run_demo)
+    p.add_argument("--out", default="glocal-demo", type=Path, help="output folder (%(default)s)")
+    p.add_argument("--checkpoint", help="use this checkpoint instead of the shipped one")
+    p.add_argument("--episodes", type=int, default=None, help="episodes per run")
+    p.set_defaults(handler=demo_command)
 
-
-def run_demo(args: argparse.Namespace) -> dict:
-    raise DeployError(
-        "the demo pipeline is not built yet: it needs deploy's pack, flash and run (issue 6)"
+    p = subparsers.add_parser(
+        "hil",
+        parents=parents,
+        help="hardware-in-the-loop conformance suite against a board on --port",
+        description=(
+            "Check a board that speaks the protocol: HELLO, STATUS, flash and resume, boot, STEP "
+            "bit-exact to the spec's engine, RESET, learning on/off, bad input, fault injection "
+            "and recovery. Exit code 1 if any check fails."
+        ),
     )
+    p.add_argument("--port", required=True, help="pyserial URL or pty path of the board")
+    p.set_defaults(handler=hil_command)
+
+
+def pack_command(args: argparse.Namespace) -> dict[str, Any]:
+    from deploy.mapping import render_resources
+    from deploy.pack import load_signing_key, pack_checkpoint
+
+    key = load_signing_key(args.sign) if args.sign else None
+    packed = pack_checkpoint(args.checkpoint, args.profile, key)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(packed.data)
+    report = packed.network.report
+    if not args.json:
+        print(render_quantisation(report), file=sys.stderr)
+        print(render_resources(packed.resources), file=sys.stderr)
+        print(f"wrote {args.out} ({len(packed.data)} bytes)", file=sys.stderr)
+    return {
+        "out": str(args.out),
+        "bytes": len(packed.data),
+        "signed": key is not None,
+        "quantisation": report,
+        "resources": packed.resources,
+    }
+
+
+def render_quantisation(report: dict[str, Any]) -> str:
+    lines = ["quantisation (rounding error, values clipped):"]
+    for name, layer in report["layers"].items():
+        parts = [
+            f"{table} rms {stats['rms_lsb']:.3f} LSB, rel {stats['relative']:.2e}, "
+            f"clipped {stats['clipped']}"
+            for table, stats in layer.items()
+            if isinstance(stats, dict) and "rms_lsb" in stats
+        ]
+        lines.append(f"  {name}: acc {layer['acc_bits']}/32 bits; " + "; ".join(parts))
+    lines += [f"  warning: {w}" for w in report["warnings"]]
+    return "\n".join(lines)
+
+
+def export_onnx_command(args: argparse.Namespace) -> dict[str, Any]:
+    from deploy.onnx_export import export_onnx, parity
+    from deploy.quantise import load_checkpoint
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    path = export_onnx(checkpoint.policy, args.out)
+    result = parity(checkpoint.policy, path, args.env, args.steps, tolerance=args.tolerance)
+    if not args.json:
+        print(
+            f"wrote {path}; onnxruntime vs torch over {result['steps']} steps: actions "
+            f"{result['max_action_diff']:.2e}, state {result['max_state_diff']:.2e} "
+            f"(tolerance {args.tolerance:.0e})",
+            file=sys.stderr,
+        )
+    return {"out": str(path), "parity": result}
+
+
+def flash_command(args: argparse.Namespace) -> dict[str, Any]:
+    from deploy.flash import connect, flash_and_boot
+
+    data = args.image.read_bytes()
+    client, transport = connect(args.port)
+    try:
+        if args.no_boot:
+            result = client.flash(data)
+            return {"bytes": result.size, "slot": result.slot, "sha256": result.sha256.hex()}
+        return flash_and_boot(client, data, progress=not args.json)
+    finally:
+        transport.close()
+
+
+def image_meta(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    from protocol.image import open_image
+
+    return dict(open_image(path.read_bytes()).image.meta)
+
+
+def run_command(args: argparse.Namespace) -> dict[str, Any]:
+    from deploy.flash import connect
+    from deploy.session import board_session
+
+    link = any(spec.strip().lower().startswith("link:") for spec in args.fault)
+    client, transport = connect(args.port, **({"seed": args.seed} if link else {}))
+    try:
+        summary = board_session(
+            client,
+            args.env,
+            args.episodes,
+            args.fault,
+            args.out,
+            learning=args.learning,
+            steps=args.steps,
+            seed=args.seed,
+            image_meta=image_meta(args.image),
+            link=transport if link else None,
+            gif=args.gif,
+        )
+    finally:
+        transport.close()
+    if not args.json:
+        print(json.dumps(summary["runs"], indent=2), file=sys.stderr)
+        print(f"wrote {args.out}", file=sys.stderr)
+    return summary
+
+
+def demo_command(args: argparse.Namespace) -> dict[str, Any]:
+    from deploy.demo import DEMO_EPISODES, run_demo
+
+    summary = run_demo(args.out, args.checkpoint, args.episodes or DEMO_EPISODES)
+    if not args.json:
+        for r in summary["runs"]:
+            print(
+                f"{r['label']}: reward/step before onset {r['reward_before_onset']:.3f}, after "
+                f"{r['reward_after_onset']:.3f}; step p50 {r['latency_ms_p50']:.2f} ms",
+                file=sys.stderr,
+            )
+        print(f"report: {args.out / 'report.md'} ({summary['seconds']} s)", file=sys.stderr)
+    return summary
+
+
+def hil_command(args: argparse.Namespace) -> dict[str, Any]:
+    from deploy.flash import connect
+    from deploy.hil import run_suite
+
+    def report(name: str, passed: bool, detail: str) -> None:
+        if not args.json:
+            print(f"{'PASS' if passed else 'FAIL'}  {name}: {detail}", file=sys.stderr)
+
+    client, transport = connect(args.port)
+    try:
+        return run_suite(client, report)
+    finally:
+        transport.close()
+
+
+__all__ = ["DeployError", "register"]

@@ -1,0 +1,93 @@
+"""``glocal demo``: the whole path in one command, with nothing to choose.
+
+Starts an emulated board in a child process on a pty, packs the shipped checkpoint
+(``train/checkpoints/armreach_hp``) for the Tianjic-like profile, flashes it over the pty (hash
+verified) and boots it, then drives ArmReach with a mid-episode actuator fault, first with the
+on-chip learning on, then off on the same image, and writes a report with plots and a GIF.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from deploy.errors import DeployError
+
+DEMO_ENV = "glocal/ArmReach-v0"
+DEMO_FAULT = "robot:reversed-motor:joint=0,gain=-0.95,onset=150"
+DEMO_EPISODES = 6
+DEMO_STEPS = 300
+DEMO_PROFILE = "tianjic"
+
+
+def shipped_checkpoint() -> Path:
+    """The demo checkpoint that ships with ``train``."""
+    import train
+
+    path = Path(train.__file__).resolve().parent / "checkpoints" / "armreach_hp" / "model.pt"
+    if not path.exists():
+        raise DeployError(
+            f"the shipped checkpoint {path} is missing; train one with `glocal train --model hp "
+            "--out train/checkpoints/armreach_hp` or pass --checkpoint."
+        )
+    return path
+
+
+def run_demo(
+    out: Path,
+    checkpoint: str | Path | None = None,
+    episodes: int = DEMO_EPISODES,
+    steps: int = DEMO_STEPS,
+    fault: str = DEMO_FAULT,
+) -> dict[str, Any]:
+    from deploy.flash import BoardProcess, connect, flash_and_boot, wait_for_board
+    from deploy.mapping import render_resources
+    from deploy.pack import pack_checkpoint
+    from deploy.session import board_session
+
+    started = time.monotonic()
+    out.mkdir(parents=True, exist_ok=True)
+    source = Path(checkpoint) if checkpoint else shipped_checkpoint()
+    print(f"packing {source} for the {DEMO_PROFILE} profile", file=sys.stderr)
+    packed = pack_checkpoint(source, DEMO_PROFILE)
+    (out / "model.glc").write_bytes(packed.data)
+    (out / "resources.txt").write_text(render_resources(packed.resources) + "\n")
+    (out / "quantisation.json").write_text(json.dumps(packed.network.report, indent=2) + "\n")
+    with BoardProcess(DEMO_PROFILE) as board:
+        print(f"board on {board.url}", file=sys.stderr)
+        client, transport = connect(board.url)
+        try:
+            hello = wait_for_board(client)
+            flashed = flash_and_boot(client, packed.data)
+            intro = (
+                f"Checkpoint `{source}` packed for the `{DEMO_PROFILE}` profile "
+                f"({packed.resources['cores']} cores, {packed.resources['synapses']} synapses), "
+                f"flashed over `{board.url}` to a board running {hello['firmware']} "
+                f"(slot {flashed['slot']}, sha256 {flashed['sha256'][:16]}..., hash verified), "
+                f"then {episodes} seeded episodes of `{DEMO_ENV}` ({steps} control steps, "
+                f"{packed.network.ticks} ticks each) with the fault `{fault}`, learning on, then "
+                "learning off on the same image."
+            )
+            summary = board_session(
+                client,
+                DEMO_ENV,
+                episodes,
+                [fault],
+                out,
+                learning="both",
+                steps=steps,
+                image_meta=packed.image.meta,
+                gif=True,
+                title="glocal demo",
+                intro=intro,
+            )
+        finally:
+            transport.close()
+    summary["flash"] = flashed
+    summary["seconds"] = round(time.monotonic() - started, 1)
+    summary["out"] = str(out)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary

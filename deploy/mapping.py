@@ -1,0 +1,206 @@
+"""Map a quantised network onto a board profile's cores, check the design rules, count resources.
+
+The network (``docs/train.md``) is a recurrent hidden layer and a membrane readout. A core sums
+only its own axons, so every core of a layer receives all of that layer's inputs: a layer wider
+than a core is split by *neurons* over several cores, each with the full fan-in. Hidden core
+``c`` holding neurons ``start..stop`` sends neuron ``start + j`` to axon ``n_obs + start + j`` of
+every hidden core (recurrence) and to axon ``start + j`` of every readout core; the readout's
+neuron ``a`` feeds action ``a`` through the decoder. Chunks shrink below a core's neuron count
+when the routes of a full chunk would exceed the profile's routes per core.
+
+A fan-in beyond a core's axons cannot be split without changing the arithmetic (a neuron's
+membrane is one core's sum), so that is a mapping error that says what to change. The design
+rules themselves are ``firmware_sim.rules``, one readable sentence per broken rule.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from deploy.errors import MappingError
+from deploy.quantise import QuantisedNetwork
+from firmware_sim import spec
+from firmware_sim.image import BoardImage
+from firmware_sim.profiles import Profile
+from firmware_sim.rules import violations
+
+
+@dataclass(frozen=True)
+class Span:
+    """One core of a layer: which of the layer's neurons it holds."""
+
+    layer: str
+    core_id: int
+    start: int
+    stop: int
+
+
+def chunk_size(n_neurons: int, per_core: int, routes_per_core: int, other_cores: int) -> int:
+    """Largest neurons-per-core whose routes (one per target core) fit the profile."""
+    for size in range(min(per_core, n_neurons), 0, -1):
+        targets = math.ceil(n_neurons / size) + other_cores
+        if size * targets <= routes_per_core:
+            return size
+    raise MappingError(
+        f"even one neuron per core needs more than {routes_per_core} routes; use a board "
+        "profile with more routes per core."
+    )
+
+
+def spans(layer: str, n_neurons: int, size: int, first_core: int) -> list[Span]:
+    return [
+        Span(layer, first_core + k, start, min(start + size, n_neurons))
+        for k, start in enumerate(range(0, n_neurons, size))
+    ]
+
+
+def plan(q: QuantisedNetwork, profile: Profile) -> list[Span]:
+    """Which core holds which neurons; raises a MappingError that says what to change."""
+    fan_in = q.n_obs + q.n_hidden
+    if fan_in > profile.axons_per_core:
+        fit = profile.axons_per_core - q.n_obs
+        raise MappingError(
+            f"the hidden layer takes {fan_in} inputs ({q.n_obs} observations + {q.n_hidden} "
+            f"recurrent) but a {profile.name} core has {profile.axons_per_core} axons; train with "
+            f"at most {fit} hidden neurons or pack for a larger profile."
+        )
+    readout_size = min(q.n_act, profile.neurons_per_core)
+    n_readout = math.ceil(q.n_act / readout_size)
+    hidden_size = chunk_size(
+        q.n_hidden, profile.neurons_per_core, profile.routes_per_core, n_readout
+    )
+    layout = spans("hidden", q.n_hidden, hidden_size, 0)
+    layout += spans("readout", q.n_act, readout_size, len(layout))
+    if len(layout) > profile.n_cores:
+        raise MappingError(
+            f"the network needs {len(layout)} cores but a {profile.name} board has "
+            f"{profile.n_cores}; train a smaller network or pack for a larger profile."
+        )
+    return layout
+
+
+def map_network(
+    q: QuantisedNetwork, profile: Profile, meta: dict[str, Any] | None = None
+) -> BoardImage:
+    """The board image of ``q`` on ``profile``; every design rule is checked before it returns."""
+    layout = plan(q, profile)
+    hidden = [s for s in layout if s.layer == "hidden"]
+    readout = [s for s in layout if s.layer == "readout"]
+    cores = []
+    for span in layout:
+        tables = q.hidden if span.layer == "hidden" else q.readout
+        n_axons = tables["weights"].shape[0]
+        n = span.stop - span.start
+        enc_src = np.full(n_axons, -1, np.int16)
+        enc_gain = np.zeros(n_axons, np.int16)
+        enc_bias = np.zeros(n_axons, np.int16)
+        dec_dst = np.full(n, -1, np.int16)
+        dec_w = np.zeros(n, np.int16)
+        if span.layer == "hidden":
+            enc_src[: q.n_obs] = np.arange(q.n_obs)
+            enc_gain[: q.n_obs] = q.enc_gain
+            enc_bias[: q.n_obs] = q.enc_bias
+            targets = [(t.core_id, q.n_obs) for t in hidden] + [(t.core_id, 0) for t in readout]
+        else:
+            dec_dst[:] = np.arange(span.start, span.stop)
+            dec_w[:] = q.dec_w[span.start : span.stop]
+            targets = []
+        local = np.arange(n)
+        cores.append(
+            {
+                "core_id": span.core_id,
+                "n_axons": n_axons,
+                "n_neurons": n,
+                "weights": tables["weights"][:, span.start : span.stop].copy(),
+                "theta": tables["theta"][span.start : span.stop].copy(),
+                "decay_shift": tables["decay_shift"][span.start : span.stop].copy(),
+                "alpha": tables["alpha"].copy(),
+                "lam": tables["lam"].copy(),
+                "h_max": tables["h_max"].copy(),
+                "eta": tables["eta"].copy(),
+                "beta": tables["beta"][span.start : span.stop].copy(),
+                "f_table": tables["f_table"].copy(),
+                "mod_src": tables["mod_src"].copy(),
+                "mod_levels": tables["mod_levels"].copy(),
+                "enc_src": enc_src,
+                "enc_gain": enc_gain,
+                "enc_bias": enc_bias,
+                "dec_dst": dec_dst,
+                "dec_w": dec_w,
+                "route_src": np.tile(local, len(targets)).astype(np.int16),
+                "route_dst_core": np.repeat([t[0] for t in targets], n).astype(np.int16),
+                "route_dst_axon": np.concatenate(
+                    [offset + span.start + local for _, offset in targets] or [local[:0]]
+                ).astype(np.int16),
+            }
+        )
+    board = {
+        "ticks_per_step": q.ticks,
+        "obs_dim": q.n_obs,
+        "act_dim": q.n_act,
+        "reset_mode": q.reset_mode,
+        "enc_mode": spec.ENC_CURRENT,
+        "dec_mode": spec.DEC_MEMBRANE,
+        "dec_bias": q.dec_bias.copy(),
+        "dec_shift": q.dec_shift.copy(),
+    }
+    meta = {**(meta or {}), "hidden_cores": [s.core_id for s in hidden]}
+    image = BoardImage(profile.name, board, cores, meta, dict(q.scales))
+    broken = violations(image, profile)
+    if broken:
+        raise MappingError("the mapped image breaks the design rules: " + " ".join(broken))
+    return image
+
+
+def resources(image: BoardImage, profile: Profile) -> dict[str, Any]:
+    """Cores, neurons, synapses, weight and trace memory, and utilisation per core."""
+    per_core = []
+    for core in image.cores:
+        a, n = int(core["n_axons"]), int(core["n_neurons"])
+        plastic = int(core["alpha"][0]) != 0 and bool(np.any(core["eta"] != 0))
+        per_core.append(
+            {
+                "core_id": int(core["core_id"]),
+                "axons": a,
+                "neurons": n,
+                "synapses": int(np.count_nonzero(core["weights"])),
+                "routes": int(core["route_src"].size),
+                "weight_bytes": a * n,  # int8
+                "trace_bytes": a * n * 2 if plastic else 0,  # int16 H per synapse
+                "axon_use": a / profile.axons_per_core,
+                "neuron_use": n / profile.neurons_per_core,
+                "route_use": int(core["route_src"].size) / profile.routes_per_core,
+            }
+        )
+    total = {
+        key: sum(c[key] for c in per_core)
+        for key in ("neurons", "synapses", "routes", "weight_bytes", "trace_bytes")
+    }
+    return {
+        "profile": profile.name,
+        "cores": len(per_core),
+        "cores_available": profile.n_cores,
+        **total,
+        "per_core": per_core,
+    }
+
+
+def render_resources(report: dict[str, Any]) -> str:
+    """The resource report as a small text table."""
+    lines = [
+        f"{report['cores']} of {report['cores_available']} {report['profile']} cores, "
+        f"{report['neurons']} neurons, {report['synapses']} synapses, "
+        f"{report['weight_bytes']} B weights, {report['trace_bytes']} B traces",
+        "  core  axons  neurons  synapses  routes  axon%  neuron%  route%",
+    ]
+    for c in report["per_core"]:
+        lines.append(
+            f"  {c['core_id']:>4}  {c['axons']:>5}  {c['neurons']:>7}  {c['synapses']:>8}  "
+            f"{c['routes']:>6}  {100 * c['axon_use']:>5.1f}  {100 * c['neuron_use']:>7.1f}  "
+            f"{100 * c['route_use']:>6.1f}"
+        )
+    return "\n".join(lines)

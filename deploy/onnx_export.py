@@ -1,0 +1,152 @@
+"""ONNX export: the float control step with the plastic state as explicit inputs and outputs.
+
+The graph is train's ``net_step`` (all ``ticks`` ticks unrolled) for a batch of one::
+
+    inputs   obs (1, n_obs), learning (1,), v_hidden (1, H), s_hidden (1, H),
+             h (1, n_obs + H, H), v_readout (1, n_act)
+    outputs  action (1, n_act), v_hidden, s_hidden, h, v_readout      (the next state)
+
+``learning`` is 1.0 (the local rule runs) or 0.0 (lambda = 1 and eta = 0: the trace is frozen,
+the global-weights baseline). So onnxruntime runs the *adapting* network: feed each step's
+state outputs back as the next step's inputs. :func:`parity` runs torch and onnxruntime side by
+side over a seeded closed-loop episode and reports the largest difference in actions and state.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploy.errors import DeployError, ParityError
+
+STATE_NAMES = ("v_hidden", "s_hidden", "h", "v_readout")
+OPSET = 17
+PARITY_TOLERANCE = 1e-5
+
+
+def step_module(policy: Any) -> Any:
+    """An ``nn.Module`` running one control step of ``policy`` on explicit state tensors."""
+    from dataclasses import replace
+
+    import torch
+
+    from train.snn import LayerState, NetState, net_step
+
+    class Step(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.policy = policy
+
+        def forward(self, obs, learning, v_hidden, s_hidden, h, v_readout):  # type: ignore[override]
+            params = self.policy.net_params()
+            rule = params.hidden.plastic
+            if rule is not None:
+                # learning = 1 keeps lambda and eta exactly (x * 1 + 0 is exact in float)
+                on = learning.reshape(())
+                rule = replace(rule, lam=rule.lam * on + (1.0 - on), eta_pre=rule.eta_pre * on)
+                params = replace(params, hidden=replace(params.hidden, plastic=rule))
+            empty = obs.new_zeros(obs.shape[0], 0, 0)
+            no_age = obs.new_zeros(obs.shape[0], 0)
+            state = NetState(
+                LayerState(v_hidden, s_hidden, h, no_age.new_zeros(obs.shape[0], h.shape[1])),
+                LayerState(v_readout, torch.zeros_like(v_readout), empty, no_age),
+            )
+            action, new = net_step(obs, state, params)
+            return action, new.hidden.v_mem, new.hidden.spikes, new.hidden.h, new.readout.v_mem
+
+    return Step().eval()
+
+
+def example_inputs(policy: Any) -> tuple[Any, ...]:
+    import torch
+
+    c = policy.config
+    n_pre = c.n_obs + c.n_hidden
+    return (
+        torch.zeros(1, c.n_obs),
+        torch.ones(1),
+        torch.zeros(1, c.n_hidden),
+        torch.zeros(1, c.n_hidden),
+        torch.zeros(1, n_pre, c.n_hidden),
+        torch.zeros(1, c.n_act),
+    )
+
+
+def export_onnx(policy: Any, out: str | Path) -> Path:
+    """Write the step graph of ``policy`` (float32) to ``out``."""
+    import torch
+
+    from train.models import SpikingPolicy
+
+    if not isinstance(policy, SpikingPolicy):
+        raise DeployError("only spiking policies (hp, gp, lp) have a step graph to export.")
+    module = step_module(copy.deepcopy(policy).float())
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(
+            module,
+            example_inputs(policy),
+            buffer,
+            input_names=["obs", "learning", *STATE_NAMES],
+            output_names=["action", *(f"{name}_next" for name in STATE_NAMES)],
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    out.write_bytes(buffer.getvalue())
+    return out
+
+
+def parity(
+    policy: Any,
+    model_path: str | Path,
+    env_id: str = "glocal/ArmReach-v0",
+    steps: int = 300,
+    seed: int = 0,
+    tolerance: float = PARITY_TOLERANCE,
+) -> dict[str, Any]:
+    """Torch and onnxruntime over one seeded episode (torch's actions drive the env, learning on
+    for the first half and off for the second); raises ParityError beyond ``tolerance``."""
+    import robot_env
+    from deploy.engines import OnnxController, TorchController
+
+    torch_c = TorchController(policy)
+    onnx_c = OnnxController(str(model_path), policy.config.n_hidden)
+    env = robot_env.make(env_id)
+    obs, _ = env.reset(seed=seed)
+    worst_action = worst_state = 0.0
+    for t in range(steps):
+        if t == steps // 2:
+            torch_c.set_learning(False)
+            onnx_c.set_learning(False)
+        a_torch = torch_c.step(obs)
+        a_onnx = onnx_c.step(obs)
+        worst_action = max(worst_action, float(np.max(np.abs(a_torch - a_onnx))))
+        s = torch_c.state
+        for ours, theirs in (
+            (s.hidden.v_mem, onnx_c.state["v_hidden"]),
+            (s.hidden.h, onnx_c.state["h"]),
+            (s.readout.v_mem, onnx_c.state["v_readout"]),
+        ):
+            worst_state = max(worst_state, float(np.max(np.abs(ours.numpy() - theirs))))
+        obs, _, terminated, truncated, _ = env.step(np.clip(a_torch, -1, 1))
+        if terminated or truncated:
+            break
+    env.close()
+    result = {
+        "steps": t + 1,
+        "max_action_diff": worst_action,
+        "max_state_diff": worst_state,
+        "tolerance": tolerance,
+    }
+    if worst_action > tolerance or worst_state > tolerance:
+        raise ParityError(
+            f"onnxruntime and torch differ by {max(worst_action, worst_state):.2e} over "
+            f"{t + 1} steps (tolerance {tolerance:.0e}); the exported graph is not the model."
+        )
+    return result

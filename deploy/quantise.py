@@ -1,0 +1,247 @@
+"""Quantise: a trained checkpoint to the board's integer tables, and what the rounding costs.
+
+The scales are train's (``train.quant``), so the board runs the network that quantisation-aware
+training saw: per layer one float weight per int8 LSB ``s = max|W / r_i| / 127`` (``r_i`` the
+input scale of encoder rows, 1 on spike rows), which by construction never clips a weight;
+thresholds, the plastic rule (alpha, lambda, eta, beta, h_max) and the encoder follow from ``s``.
+What is left to deploy is the decoder: the readout's float gain per action becomes an int16
+weight with the largest shift that keeps the weight and the int32 bias in range.
+
+The report says, per layer, how far each table moved in rounding (RMS in LSB, relative error),
+how many values hit a range limit (``clipped``), and how much headroom the accumulator has
+(``acc_bits``: bits the worst-case per-tick sum needs, of 32). Anything that clips is also
+listed under ``warnings`` in one sentence each.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploy.errors import DeployError
+
+INT16_MAX = 32767
+INT32_MAX = 2**31 - 1
+MAX_DEC_SHIFT = 62  # keeps float64(acc) * 2**-shift far from denormals
+ACC_BITS = 32
+W_EFF_MAX = 2**15
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A trained spiking policy and its checkpoint record."""
+
+    path: Path
+    policy: Any  # train.models.SpikingPolicy
+    record: dict[str, Any]
+
+    @property
+    def network(self) -> dict[str, Any]:
+        return self.record["network"]
+
+    @property
+    def task(self) -> str:
+        return str(self.record.get("train", {}).get("task", "unknown"))
+
+    @property
+    def seed(self) -> int:
+        return int(self.record.get("train", {}).get("seed", 0))
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a training checkpoint (file or folder); only spiking kinds run on the board."""
+    from train.checkpoint import load_policy
+    from train.models import SpikingPolicy
+
+    policy, record = load_policy(path)
+    if not isinstance(policy, SpikingPolicy) or record.get("network") is None:
+        raise DeployError(
+            f"{path} holds a {policy.config.kind} policy; only spiking policies (hp, gp, lp) "
+            "run on the board."
+        )
+    policy.eval()
+    return Checkpoint(Path(path), policy, record)
+
+
+@dataclass(frozen=True)
+class QuantisedNetwork:
+    """The board's integers for one network: two layers' tables plus encoder and decoder."""
+
+    n_obs: int
+    n_hidden: int
+    n_act: int
+    ticks: int
+    reset_mode: int  # 0 soft, 1 hard (board-spec §3)
+    hidden: dict[str, np.ndarray]
+    readout: dict[str, np.ndarray]
+    enc_gain: np.ndarray  # int16 (n_obs,), Q7.8
+    enc_bias: np.ndarray  # int16 (n_obs,), Q7.8
+    dec_w: np.ndarray  # int16 (n_act,)
+    dec_shift: np.ndarray  # int8 (n_act,)
+    dec_bias: np.ndarray  # int32 (n_act,)
+    scales: dict[str, float]
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def plastic(self) -> bool:
+        return bool(self.hidden["alpha"][0] != 0 and np.any(self.hidden["eta"] != 0))
+
+
+def decoder_fixed_point(gain: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, ...]:
+    """int16 weight, int8 shift and int32 bias for ``action = v * gain + bias`` per action."""
+    weights, shifts, biases = [], [], []
+    for g, b in zip(gain.tolist(), bias.tolist(), strict=True):
+        shift = 0
+        for candidate in range(MAX_DEC_SHIFT, -1, -1):
+            scale = 2.0**candidate
+            if abs(round(g * scale)) <= INT16_MAX and abs(round(b * scale)) <= INT32_MAX:
+                shift = candidate
+                break
+        weights.append(round(g * 2.0**shift))
+        shifts.append(shift)
+        biases.append(round(b * 2.0**shift))
+    return (
+        np.array(weights, np.int16),
+        np.array(shifts, np.int8),
+        np.array(biases, np.int32),
+    )
+
+
+def quantise(checkpoint: Checkpoint) -> QuantisedNetwork:
+    """The board's integer tables for ``checkpoint`` and the quantisation report."""
+    import torch
+
+    from train.quant import layer_tables
+
+    policy = checkpoint.policy
+    config = policy.config
+    with torch.no_grad():
+        float_net = policy.net_params()
+        board = policy.board_net()
+    params = board.params
+    hidden = layer_tables(params.hidden)
+    readout = layer_tables(params.readout)
+    enc_gain = _ints(params.enc_gain, np.int16)
+    enc_bias = _ints(params.enc_bias, np.int16)
+    dec_gain = params.dec_gain.detach().double().numpy()
+    dec_bias_f = params.dec_bias.detach().double().numpy()
+    dec_w, dec_shift, dec_bias = decoder_fixed_point(dec_gain, dec_bias_f)
+    scales = {
+        "hidden.weight_lsb": board.hidden.weight_lsb,
+        "hidden.fine_per_unit": board.hidden.fine_per_unit,
+        "hidden.trace_per_unit": board.hidden.trace_per_unit,
+        "readout.weight_lsb": board.readout.weight_lsb,
+        "readout.fine_per_unit": board.readout.fine_per_unit,
+        "input_scale": float(config.input_scale),
+    }
+    report = _report(config, float_net, board, hidden, readout, dec_gain, dec_bias_f)
+    report["decoder"] = {
+        "shift": dec_shift.tolist(),
+        "max_relative_error": float(
+            np.max(np.abs(dec_w * 2.0 ** -dec_shift.astype(float) - dec_gain))
+            / max(float(np.max(np.abs(dec_gain))), 1e-30)
+        ),
+    }
+    return QuantisedNetwork(
+        n_obs=config.n_obs,
+        n_hidden=config.n_hidden,
+        n_act=config.n_act,
+        ticks=config.ticks,
+        reset_mode=0 if config.reset == "soft" else 1,
+        hidden=hidden,
+        readout=readout,
+        enc_gain=enc_gain,
+        enc_bias=enc_bias,
+        dec_w=dec_w,
+        dec_shift=dec_shift,
+        dec_bias=dec_bias,
+        scales=scales,
+        report=report,
+    )
+
+
+def _ints(t: Any, dtype: type) -> np.ndarray:
+    return np.asarray(t.detach().double().round().numpy(), dtype=dtype)
+
+
+def _rounding(ideal: np.ndarray, limit: float) -> dict[str, float | int]:
+    """How far ``ideal`` (in integer units) moves when rounded and clipped to ``+-limit``."""
+    ideal = np.asarray(ideal, dtype=np.float64).ravel()
+    q = np.clip(np.round(ideal), -limit - 1, limit)
+    err = q - ideal
+    norm = float(np.linalg.norm(ideal))
+    return {
+        "rms_lsb": float(np.sqrt(np.mean(err**2))) if err.size else 0.0,
+        "relative": float(np.linalg.norm(err) / norm) if norm > 0 else 0.0,
+        "clipped": int(np.count_nonzero((ideal > limit + 0.5) | (ideal < -limit - 1.5))),
+    }
+
+
+def _report(config, float_net, board, hidden, readout, dec_gain, dec_bias) -> dict[str, Any]:
+    """Rounding error and range use of every table (see the module docstring)."""
+    rows = board.hidden.row_scale.detach().double().numpy()
+    warnings: list[str] = []
+    layers: dict[str, Any] = {}
+    for name, layer, scales, tables, row_scale in (
+        ("hidden", float_net.hidden, board.hidden, hidden, rows),
+        ("readout", float_net.readout, board.readout, readout, np.ones(config.n_hidden)),
+    ):
+        w = layer.w.detach().double().numpy()
+        s, k = scales.weight_lsb, scales.fine_per_unit
+        entry: dict[str, Any] = {
+            "weight_lsb": s,
+            "fine_per_unit": k,
+            "axons": int(w.shape[0]),
+            "neurons": int(w.shape[1]),
+            "weights": _rounding(w / (s * row_scale[:, None]), 127),
+        }
+        if layer.spiking:
+            entry["theta"] = _rounding(layer.theta.detach().double().numpy() * k, 2**23 - 1)
+        rule = layer.plastic
+        if rule is not None:
+            c_h = scales.trace_per_unit
+            entry["alpha"] = _rounding(
+                np.array([float(rule.alpha.detach()) * 65536 / (s * c_h)]), INT16_MAX
+            )
+            entry["eta"] = _rounding(
+                rule.eta_pre.detach().double().numpy() * c_h / row_scale**2, INT16_MAX
+            )
+            entry["beta"] = _rounding(rule.beta_post.detach().double().numpy() * 256, INT16_MAX)
+            entry["lambda"] = {"float": float(rule.lam.detach()), "q16": int(tables["lam"][0])}
+            entry["h_max"] = int(tables["h_max"][0])
+        # Worst case of one tick's sum: every axon at its largest input through the largest
+        # effective weight (|w_eff| < 2^15 by saturation); encoder inputs are int8.
+        x_max = np.where(row_scale > 1, 128.0, 1.0)
+        w_eff = np.abs(tables["weights"].astype(np.float64)) * 256
+        if rule is not None:
+            w_eff = np.full_like(w_eff, W_EFF_MAX)
+        worst = float(np.max(x_max @ w_eff))
+        entry["acc_bits"] = int(math.ceil(math.log2(worst + 1))) + 1
+        if entry["acc_bits"] > ACC_BITS:
+            warnings.append(f"{name}: a tick's synaptic sum can need {entry['acc_bits']} bits.")
+        for table, stats in entry.items():
+            if isinstance(stats, dict) and stats.get("clipped"):
+                warnings.append(
+                    f"{name}.{table}: {stats['clipped']} values clipped to the board's range."
+                )
+        layers[name] = entry
+    encoder = {
+        "gain": _rounding(
+            float_net.enc_gain.detach().double().numpy() * config.input_scale * 256, INT16_MAX
+        ),
+        "bias": _rounding(
+            float_net.enc_bias.detach().double().numpy() * config.input_scale * 256, INT16_MAX
+        ),
+    }
+    for table, stats in encoder.items():
+        if stats["clipped"]:
+            warnings.append(
+                f"encoder.{table}: {stats['clipped']} observation scales clipped to int16; "
+                "those inputs saturate earlier on the board than in training."
+            )
+    del dec_gain, dec_bias
+    return {"layers": layers, "encoder": encoder, "warnings": warnings}

@@ -148,8 +148,8 @@ class Engine:
             route_src.append(p * N + core["route_src"].astype(np.int64))
             dst_pos = np.array([position[int(c)] for c in core["route_dst_core"]], np.int64)
             route_dst.append(dst_pos * A + core["route_dst_axon"].astype(np.int64))
-        # W << 8 spans -2^15 .. 2^15 - 2^8: int16 holds it, and half the bytes gather faster
-        self.weights_q8 = self.weights.astype(np.int16) << spec.TRACE_FRAC
+        # int32 although int16 holds W << 8: numpy's mixed-width ufuncs cost 3x a same-width pass
+        self.weights_q8 = self.weights.astype(np.int32) << spec.TRACE_FRAC
         self._weight_ranges(np.arange(C * A))
         self.alpha_top = max(abs(int(core["alpha"][0])) for core in cores)
         self.h_max_top = max(int(core["h_max"][0]) for core in cores)
@@ -388,11 +388,11 @@ class Engine:
         """3. Lazy decay of the active rows' traces (returned as int32, or None while every trace
         is 0), 4. their effective weights (int32, saturated to 16 bits). Both are scratch."""
         R = rows.size
-        w_q8 = self._gather(self.weights_q8, rows, "w_q8")
+        w_eff = self._gather(self.weights_q8, rows, "w_eff")
         if self._traces_zero:  # every power of lambda maps 0 to 0, and alpha * 0 = 0
-            return self._stick(w_q8.astype(np.int32), rows), None
-        h16 = self._gather(self.traces, rows, "h16")
+            return self._stick(w_eff, rows), None
         h_rows = self._rows_buffer("h", R, np.int32)
+        h_rows[...] = self._gather(self.traces, rows, "h16")  # a cast copy: cheaper than mixed
         if learning and not self.lam_one:
             age = self.t_plastic - self.last[rows]  # >= 0
             if self.lam_table is None:
@@ -400,22 +400,18 @@ class Engine:
             else:  # mode="clip" clamps the index to AGE_MAX: k = min(age, AGE_MAX)
                 lam = np.take(self.lam_table, age, mode="clip")
             # |H| <= 2^15 and lam^k <= 2^16: the product fits int32
-            np.multiply(h16, lam[:, None], out=h_rows)
+            h_rows *= lam[:, None]
             h_rows >>= spec.LAMBDA_FRAC
-        else:
-            h_rows[...] = h16
-        w_eff = self._rows_buffer("w_eff", R, np.int32)
         alpha = self.alpha_uniform
-        if alpha is not None and alpha == 0:
-            w_eff[...] = w_q8
-        else:
+        if alpha is None or alpha != 0:
+            plastic = self._rows_buffer("plastic", R, np.int32)
             if self.alpha_shift is not None:
-                np.right_shift(h_rows, self.alpha_shift, out=w_eff)
+                np.right_shift(h_rows, self.alpha_shift, out=plastic)
             else:  # |alpha * H| <= 2^30
                 scale = self.row_alpha[rows][:, None] if alpha is None else alpha
-                np.multiply(h_rows, scale, out=w_eff)
-                w_eff >>= spec.ALPHA_FRAC
-            w_eff += w_q8
+                np.multiply(h_rows, scale, out=plastic)
+                plastic >>= spec.ALPHA_FRAC
+            w_eff += plastic
             # two reductions read where a clamp would also write, and only where it can matter
             if (
                 R
@@ -674,7 +670,7 @@ class Engine:
                 raw = self.weights.reshape(-1).view(np.uint8)
                 np.bitwise_xor.at(raw, cell, (1 << bit).astype(np.uint8))
                 flat_q8 = self.weights_q8.reshape(-1)
-                flat_q8[cell] = self.weights.reshape(-1)[cell].astype(np.int16) << spec.TRACE_FRAC
+                flat_q8[cell] = self.weights.reshape(-1)[cell].astype(np.int32) << spec.TRACE_FRAC
                 self._weight_ranges(np.unique(cell // self.n_neurons))
             else:
                 raw = self.traces.reshape(-1).view(np.uint16)

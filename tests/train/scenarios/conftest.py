@@ -1,0 +1,47 @@
+"""Tiny made-up Omniglot: a standard-layout zip and an extracted folder that overlap."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _drawing(char: int, drawer: int, size: int = 21) -> np.ndarray:
+    """White 21x21 with a black stroke at a place fixed by the character, jittered per drawer."""
+    img = np.full((size, size), 255, np.uint8)
+    rng = np.random.default_rng(1000 * char + drawer)
+    r, c = (char * 5) % (size - 6), (char * 3) % (size - 6)
+    dr, dc = rng.integers(-1, 2, size=2)
+    img[max(0, r + dr) : r + dr + 6, max(0, c + dc) : c + dc + 3] = 0
+    return img
+
+
+@pytest.fixture
+def omniglot_dir(tmp_path):
+    """Alphabets A (zip), B (zip and, duplicated, extracted), 4 drawings per character."""
+    root = tmp_path / "omniglot"
+    root.mkdir()
+    with zipfile.ZipFile(root / "images_background_small1.zip", "w") as zf:
+        for alphabet, chars in (("A", range(3)), ("B", range(3, 6))):
+            for k, char in enumerate(chars):
+                for d in range(4):
+                    name = (
+                        f"images_background_small1/{alphabet}/character{k + 1:02d}/{char}_{d}.png"
+                    )
+                    zf.writestr(name, _png(_drawing(char, d)))
+    for k, char in enumerate(range(3, 6)):  # alphabet B again, extracted (de-duplicated)
+        folder = root / "images_background_small2" / "B" / f"character{k + 1:02d}"
+        folder.mkdir(parents=True)
+        for d in range(4):
+            (folder / f"{char}_{d}.png").write_bytes(_png(_drawing(char, d)))
+    return root

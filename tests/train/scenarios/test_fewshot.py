@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from train.scenarios.board import BoardEpisodes, quantise_binding, torch_board_scores
+from train.scenarios.data import load_omniglot, rotate_classes, split_characters
+from train.scenarios.fewshot import (
+    BindingRule,
+    FewShotConfig,
+    bind_support,
+    episode_scores,
+    hand_set_rule,
+    query_scores,
+    run_fewshot_seed,
+)
+
+TINY = FewShotConfig(
+    image_size=14,
+    n_features=8,
+    iterations=3,
+    meta_batch=2,
+    train_way=2,
+    train_query=1,
+    gp_steps=3,
+    test_episodes=4,
+    eval_batch=2,
+)
+
+
+def _features(n: int, dim: int, seed: int) -> torch.Tensor:
+    return torch.tanh(torch.randn(n, dim, generator=torch.Generator().manual_seed(seed)) * 2)
+
+
+def _orthogonal(n: int, dim: int) -> torch.Tensor:
+    """Rows of a Sylvester-Hadamard matrix (dim a power of 2), scaled into (-1, 1)."""
+    h = torch.ones(1, 1)
+    while h.shape[0] < dim:
+        h = torch.cat([torch.cat([h, h], 1), torch.cat([h, -h], 1)])
+    return 0.9 * h[1 : n + 1]
+
+
+def test_hebbian_binding_names_the_class_of_a_repeated_support_image():
+    """A query equal to support image c must score highest on neuron c (the rule binds it)."""
+    n_way, dim = 5, 16
+    rule = hand_set_rule(dim, FewShotConfig(n_features=dim))
+    feats = _orthogonal(n_way, dim).unsqueeze(0)  # one episode of distinct patterns
+    layer = rule.layer(n_way)
+    with torch.no_grad():
+        state = bind_support(feats, n_way, 1, layer, ticks=8)
+        scores = query_scores(feats, state.h, layer, ticks=8)
+    assert scores[0].argmax(1).tolist() == list(range(n_way))
+    # label axons never learn: their trace rows stay 0
+    assert torch.count_nonzero(state.h[0, dim:]) == 0
+
+
+def test_without_the_trace_the_layer_cannot_tell_classes_apart():
+    n_way, dim = 4, 16
+    rule = hand_set_rule(dim, FewShotConfig(n_features=dim))
+    feats = _features(n_way, dim, 1).unsqueeze(0)
+    layer = rule.layer(n_way)
+    with torch.no_grad():
+        scores = query_scores(feats, torch.zeros(1, dim + n_way, n_way), layer, ticks=8)
+    assert torch.all(scores[0] == scores[0, :, :1])  # every class scores the same
+
+
+def test_meta_gradient_reaches_the_rule_and_the_extractor():
+    from train.scenarios.fewshot import FeatureExtractor
+
+    cfg = replace(TINY, n_features=8)
+    ext, rule = FeatureExtractor(8, 14), BindingRule(8, cfg)
+    g = torch.Generator().manual_seed(0)
+    s, q = torch.rand(2, 3, 14, 14, generator=g), torch.rand(2, 3, 14, 14, generator=g)
+    episode_scores(ext, rule, s, q, 3, 1).sum().backward()
+    for p in (rule.eta, rule.log_alpha, rule.beta, ext.fc.weight):
+        assert p.grad is not None and p.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("n_way", [3, 20])
+def test_board_binding_is_bit_exact_with_torch_integer_numerics(n_way):
+    """The on-chip trace after the support set equals train's integer model, entry for entry."""
+    dim = 12
+    cfg = FewShotConfig(n_features=dim)
+    rule = BindingRule(dim, cfg)
+    with torch.no_grad():
+        rule.eta.copy_(torch.linspace(-0.02, 0.06, dim))
+        rule.w_feat.copy_(torch.linspace(-0.1, 0.1, dim))
+        rule.beta.fill_(0.3)
+    binding = quantise_binding(rule, n_way, input_scale=8)
+    f_s, f_q = _features(n_way, dim, 2).unsqueeze(0), _features(n_way, dim, 3).unsqueeze(0)
+    trace, scores = torch_board_scores(binding, f_s, f_q, cfg.ticks)
+    board = BoardEpisodes(binding, cfg.ticks)
+    board_trace = board.bind(f_s[0].double().numpy())
+    assert np.count_nonzero(board_trace) > 0
+    np.testing.assert_array_equal(board_trace, trace[0].numpy().astype(np.int16))
+    board_scores = board.scores(f_q[0].double().numpy())
+    # spike counts agree exactly; the membrane part only differs by the 1-unit rest residue
+    np.testing.assert_array_equal(np.floor(board_scores + 1), np.floor(scores[0].numpy() + 1))
+    np.testing.assert_allclose(board_scores, scores[0].numpy(), atol=2 / binding.tables["theta"][0])
+
+
+def test_a_tiny_scenario_run_reports_every_model(omniglot_dir):
+    chars = load_omniglot(omniglot_dir, size=14)
+    train, test = split_characters(chars, 0.5, seed=0)
+    run = run_fewshot_seed(rotate_classes(train), test, TINY, seed=0, ways=(2,))
+    assert set(run["models"]) == {"HP", "GP", "LP"}
+    for model in run["models"].values():
+        assert 0.0 <= model["2-way"]["accuracy"] <= 1.0
+    assert len(run["loss_curves"]["HP"]) == TINY.iterations

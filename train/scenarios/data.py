@@ -1,0 +1,179 @@
+"""Data for the scenarios: Omniglot (standard folder layout, zipped or extracted) and 8x8 digits.
+
+Omniglot's layout is ``<set>/<Alphabet>/characterNN/<id>_<drawer>.png``; the loader reads every
+``.zip`` and every extracted folder under the data root, keys a character by
+``(alphabet, characterNN)`` (the two "small" background sets share Greek and Latin folders, so
+duplicates are dropped) and downsamples each 105x105 drawing to ``size x size`` floats in
+``[0, 1]`` with ink = 1. Characters, not drawings, are split into meta-train and meta-test;
+meta-train classes are augmented by the standard rotations (0, 90, 180, 270 degrees: each a new
+class).
+
+The data root is ``$GLOCAL_DATA/omniglot`` when the variable is set, else
+``../shared/data/omniglot`` beside the repository.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from train.errors import TrainError
+
+DATA_ENV = "GLOCAL_DATA"
+ROTATIONS = (0, 1, 2, 3)  # quarter turns
+
+
+def default_data_root() -> Path:
+    """``$GLOCAL_DATA`` or ``<repo>/../shared/data``."""
+    env = os.environ.get(DATA_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+
+
+def omniglot_root(root: str | Path | None = None) -> Path:
+    """The Omniglot folder: ``root`` itself if given, else ``default_data_root()/omniglot``."""
+    return Path(root) if root is not None else default_data_root() / "omniglot"
+
+
+def _character_key(parts: tuple[str, ...]) -> tuple[str, str] | None:
+    """``(alphabet, character)`` from a path ending ``Alphabet/characterNN/file.png``."""
+    if len(parts) < 3 or not parts[-1].lower().endswith(".png"):
+        return None
+    return parts[-3], parts[-2]
+
+
+def _iter_pngs(root: Path) -> Iterator[tuple[tuple[str, str], str, bytes]]:
+    """(character key, file name, PNG bytes) for every drawing in the zips and folders of root."""
+    for archive in sorted(root.rglob("*.zip")):
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                for name in sorted(zf.namelist()):
+                    key = _character_key(PurePosixPath(name).parts)
+                    if key is not None:
+                        yield key, PurePosixPath(name).name, zf.read(name)
+        except zipfile.BadZipFile as error:
+            raise TrainError(
+                f"{archive} is not a readable zip ({error}); re-download it."
+            ) from None
+    for png in sorted(root.rglob("*.png")):
+        key = _character_key(png.relative_to(root).parts)
+        if key is not None:
+            yield key, png.name, png.read_bytes()
+
+
+def _decode(png: bytes, size: int) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as image:
+        gray = image.convert("L").resize((size, size), Image.Resampling.BOX)
+    return 1.0 - np.asarray(gray, dtype=np.float32) / 255.0  # ink (black) = 1
+
+
+@dataclass(frozen=True)
+class CharacterSet:
+    """Drawings per character: ``images[c]`` is (n_drawings, size, size) float32 in [0, 1]."""
+
+    keys: list[tuple[str, str]]
+    images: list[np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def load_omniglot(root: str | Path | None = None, size: int = 28) -> CharacterSet:
+    """Every distinct character under ``root`` (zips and extracted folders), downsampled."""
+    root = omniglot_root(root)
+    if not root.is_dir():
+        raise TrainError(
+            f"no Omniglot folder at {root}; put the Omniglot zips there or set ${DATA_ENV}."
+        )
+    drawings: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+    for key, name, png in _iter_pngs(root):
+        per = drawings.setdefault(key, {})
+        if name not in per:  # the same drawing in two sets is one drawing
+            per[name] = _decode(png, size)
+    if not drawings:
+        raise TrainError(f"no Omniglot drawings (Alphabet/characterNN/*.png) found under {root}.")
+    keys = sorted(drawings)
+    images = [np.stack([drawings[k][n] for n in sorted(drawings[k])]) for k in keys]
+    return CharacterSet(keys, images)
+
+
+def split_characters(
+    chars: CharacterSet, test_fraction: float, seed: int
+) -> tuple[CharacterSet, CharacterSet]:
+    """Split characters (not drawings) into meta-train and meta-test, seeded."""
+    if not 0.0 < test_fraction < 1.0:
+        raise TrainError(f"the test fraction must lie in (0, 1), not {test_fraction}.")
+    order = np.random.default_rng(seed).permutation(len(chars))
+    n_test = max(1, int(round(len(chars) * test_fraction)))
+    pick = [sorted(order[n_test:].tolist()), sorted(order[:n_test].tolist())]
+    train, test = (
+        CharacterSet([chars.keys[i] for i in idx], [chars.images[i] for i in idx]) for idx in pick
+    )
+    return train, test
+
+
+def rotate_classes(chars: CharacterSet) -> CharacterSet:
+    """Each character at 0, 90, 180 and 270 degrees, each rotation its own class."""
+    keys, images = [], []
+    for key, imgs in zip(chars.keys, chars.images, strict=True):
+        for quarter in ROTATIONS:
+            keys.append((key[0], f"{key[1]}@rot{90 * quarter}"))
+            images.append(np.rot90(imgs, quarter, axes=(1, 2)).copy())
+    return CharacterSet(keys, images)
+
+
+def sample_episodes(
+    chars: CharacterSet, n_way: int, k_shot: int, n_query: int, batch: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """A batch of N-way K-shot episodes.
+
+    Returns ``support`` (batch, n_way * k_shot, H, W), shown class by class (label of item ``i``
+    is ``i // k_shot``), and ``query`` (batch, n_way * n_query, H, W) with label ``i // n_query``.
+    """
+    if n_way > len(chars):
+        raise TrainError(f"{n_way}-way episodes need {n_way} characters; the set has {len(chars)}.")
+    need = k_shot + n_query
+    support, query = [], []
+    for _ in range(batch):
+        classes = rng.choice(len(chars), size=n_way, replace=False)
+        s_ep, q_ep = [], []
+        for c in classes:
+            imgs = chars.images[c]
+            if len(imgs) < need:
+                raise TrainError(
+                    f"character {chars.keys[c]} has {len(imgs)} drawings; episodes need {need}."
+                )
+            pick = rng.choice(len(imgs), size=need, replace=False)
+            s_ep.append(imgs[pick[:k_shot]])
+            q_ep.append(imgs[pick[k_shot:]])
+        support.append(np.concatenate(s_ep))
+        query.append(np.concatenate(q_ep))
+    return np.stack(support), np.stack(query)
+
+
+def load_digits_split(test_fraction: float = 0.3, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """scikit-learn's 8x8 digits in [0, 1]: ``(x_train, y_train, x_test, y_test)``, seeded split."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.data / 16.0).astype(np.float32)
+    y = digits.target.astype(np.int64)
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_test = int(round(len(x) * test_fraction))
+    test, train = order[:n_test], order[n_test:]
+    return x[train], y[train], x[test], y[test]
+
+
+def permutations(n_tasks: int, n_features: int, seed: int) -> list[np.ndarray]:
+    """Task 0 is the identity; tasks 1.. permute the input pixels (seeded)."""
+    rng = np.random.default_rng(seed)
+    return [np.arange(n_features)] + [rng.permutation(n_features) for _ in range(n_tasks - 1)]

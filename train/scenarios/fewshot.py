@@ -1,0 +1,382 @@
+"""Few-shot Omniglot: a feature extractor, then a plastic LIF layer that binds support to labels.
+
+The binding layer is one :func:`train.snn.layer_step` layer. Its axons are ``[features (F),
+label axons (N)]`` and its neurons are the N classes of the episode::
+
+    W[:F, j] = w_feat        one shared column: class identities are new in every episode
+    W[F + c, c] = label_w    fixed; the label current makes neuron c fire while class c is shown
+    eta_pre[F:] = 0          label axons never learn
+
+Support image ``i`` of class ``c`` is shown for ``ticks`` ticks with label axon ``c`` at 1, with
+learning on, so the Hebbian trace ``H[:F, c]`` grows with the active features while neuron c fires
+(and, for ``beta_post > 0``, shrinks on the silent neurons). Queries are shown with the label axons
+at 0, learning off (the trace frozen) and the membranes starting from rest; the class is the
+neuron with the highest score ``spike count + clip(v_mem / theta, -1, 1)`` (spikes first, the
+membrane breaks ties). The board runs the same protocol (:mod:`train.scenarios.board`).
+
+Models, on the same data and iteration budget:
+
+- **HP**: extractor and rule (``w_feat``, ``alpha``, ``lambda``, ``eta``, ``beta``, ``theta``)
+  meta-trained end to end through the episode (bilevel: the inner loop is the Hebbian binding
+  in the forward pass, the outer loop BPTT with the rectangular surrogate).
+- **GP**: the extractor trained globally as a classifier of the meta-train classes; in each
+  test episode a fresh LIF output layer (the same neurons, no trace) is fitted to the support
+  set by gradient descent (``gp_steps`` Adam steps through the spikes): global learning only.
+- **LP**: the extractor left at its seeded random initialisation and a hand-set Hebbian rule:
+  local learning only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+import torch
+from torch import nn
+
+from train.scenarios.common import descend, mean_ci95, seed_everything
+from train.scenarios.data import CharacterSet, sample_episodes
+from train.snn import LayerParams, LayerState, Numerics, PlasticParams, init_layer_state, layer_step
+
+log = logging.getLogger(__name__)
+
+FLOAT = Numerics()  # train.snn's float numerics (the board's are train.quant.BoardNumerics)
+
+
+@dataclass(frozen=True)
+class FewShotConfig:
+    """Sizes and budget of one few-shot run (the defaults fit a few CPU minutes)."""
+
+    image_size: int = 28
+    n_features: int = 64
+    ticks: int = 8
+    decay_shift: int = 1
+    label_weight: float = 2.0  # in thresholds: the label current alone fires every tick
+    h_max: float = 0.25  # sets the int16 trace resolution on the board: keep it tight
+    train_way: int = 5
+    train_query: int = 3
+    meta_batch: int = 16
+    iterations: int = 1200
+    lr: float = 2e-3
+    gp_steps: int = 25
+    gp_lr: float = 0.5
+    test_episodes: int = 1000
+    eval_batch: int = 100
+
+
+class FeatureExtractor(nn.Module):
+    """Three strided 3x3 convolutions and a linear map to ``n_features`` values in (-1, 1)."""
+
+    def __init__(self, n_features: int, image_size: int) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, 16, 3, stride=2, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.Conv2d(32, 32, 3, stride=2, padding=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+        )
+        side = image_size
+        for _ in range(3):
+            side = (side + 1) // 2
+        self.fc = nn.Linear(32 * side * side, n_features)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(..., H, W) images to (..., n_features) features in (-1, 1)."""
+        lead = images.shape[:-2]
+        x = images.reshape(-1, 1, *images.shape[-2:])
+        z = self.fc(self.conv(x).flatten(1))
+        # centred per image: a Hebbian dot product then compares shapes, not overall ink
+        feats = torch.tanh(z - z.mean(dim=1, keepdim=True))
+        return feats.reshape(*lead, -1)
+
+
+class BindingRule(nn.Module):
+    """The plastic binding layer's trainable numbers, class-agnostic (any N-way)."""
+
+    def __init__(self, n_features: int, cfg: FewShotConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.w_feat = nn.Parameter(torch.zeros(n_features))
+        self.log_alpha = nn.Parameter(torch.tensor(0.0))
+        self.lam_logit = nn.Parameter(torch.tensor(4.0))  # lambda ~ 0.98: keep the bindings
+        self.eta = nn.Parameter(torch.full((n_features,), 0.01))
+        self.beta = nn.Parameter(torch.tensor(0.2))
+        self.log_theta = nn.Parameter(torch.tensor(0.0))
+        self.log_temp = nn.Parameter(torch.tensor(-1.0))
+
+    def layer(self, n_way: int) -> LayerParams:
+        """The binding layer for an N-way episode (float units, threshold of order 1)."""
+        n_feat = self.w_feat.shape[0]
+        theta = self.log_theta.exp()
+        label = torch.eye(n_way) * self.cfg.label_weight * theta.detach()
+        w = torch.cat([self.w_feat.unsqueeze(1).expand(n_feat, n_way), label])
+        rule = PlasticParams(
+            alpha=self.log_alpha.exp(),
+            lam=torch.sigmoid(self.lam_logit),
+            eta_pre=torch.cat([self.eta, torch.zeros(n_way)]),
+            beta_post=self.beta.expand(n_way),
+            h_max=torch.full((n_feat + n_way, 1), self.cfg.h_max),
+        )
+        return LayerParams(
+            w=w, theta=theta.expand(n_way), decay_shift=self.cfg.decay_shift, plastic=rule
+        )
+
+
+def hand_set_rule(n_features: int, cfg: FewShotConfig) -> BindingRule:
+    """LP's rule: no feature weight, unit gain, no decay, plain Hebbian (``beta = 0``: only the
+    firing neuron learns, so later support images never overwrite earlier bindings), with a rate
+    that stays below ``h_max`` over one presentation."""
+    rule = BindingRule(n_features, cfg)
+    with torch.no_grad():
+        rule.lam_logit.fill_(20.0)
+        rule.eta.fill_(0.5 * cfg.h_max / cfg.ticks)
+        rule.beta.fill_(0.0)
+    return rule
+
+
+def frozen(layer: LayerParams) -> LayerParams:
+    """Learning off: the trace neither decays nor grows (the board's ``learning = False``)."""
+    rule = layer.plastic
+    if rule is None:
+        return layer
+    off = replace(rule, lam=torch.ones_like(rule.lam), eta_pre=torch.zeros_like(rule.eta_pre))
+    return replace(layer, plastic=off)
+
+
+def bind_support(
+    x_support: torch.Tensor,
+    n_way: int,
+    k_shot: int,
+    layer: LayerParams,
+    ticks: int,
+    numerics: Numerics = FLOAT,
+    label_level: float = 1.0,
+) -> LayerState:
+    """Show the support set class by class (label current on), learning on; the final state.
+
+    ``x_support`` (B, n_way * k_shot, F) are the features as axon inputs (board units when the
+    numerics are the board's); ``label_level`` is a label axon's input when on.
+    """
+    batch = x_support.shape[0]
+    state = init_layer_state(layer, batch)
+    eye = torch.eye(n_way, dtype=x_support.dtype) * label_level
+    for i in range(n_way * k_shot):
+        x = torch.cat([x_support[:, i], eye[i // k_shot].expand(batch, n_way)], dim=1)
+        for _ in range(ticks):
+            state = layer_step(x, state, layer, numerics)
+    return state
+
+
+def query_scores(
+    x_query: torch.Tensor,
+    trace: torch.Tensor,
+    layer: LayerParams,
+    ticks: int,
+    numerics: Numerics = FLOAT,
+) -> torch.Tensor:
+    """Scores (B, Q, N) of queries (B, Q, F) against bound traces (B, A, N), learning off."""
+    batch, n_q, _ = x_query.shape
+    n_way = layer.w.shape[1]
+    fixed = frozen(layer)
+    state = init_layer_state(fixed, batch * n_q)
+    state = state._replace(h=trace.repeat_interleave(n_q, dim=0))
+    x = torch.cat([x_query.reshape(batch * n_q, -1), x_query.new_zeros(batch * n_q, n_way)], 1)
+    counts = torch.zeros_like(state.v_mem)
+    for _ in range(ticks):
+        state = layer_step(x, state, fixed, numerics)
+        counts = counts + state.spikes
+    score = counts + (state.v_mem / fixed.theta).clamp(-1.0, 1.0)
+    return score.reshape(batch, n_q, n_way)
+
+
+def episode_scores(
+    extractor: FeatureExtractor,
+    rule: BindingRule,
+    support: torch.Tensor,
+    query: torch.Tensor,
+    n_way: int,
+    k_shot: int,
+) -> torch.Tensor:
+    """HP and LP: features, Hebbian binding of the support set, query scores (B, Q, N)."""
+    layer = rule.layer(n_way)
+    state = bind_support(extractor(support), n_way, k_shot, layer, rule.cfg.ticks)
+    return query_scores(extractor(query), state.h, layer, rule.cfg.ticks)
+
+
+def labels_of(batch: int, n_way: int, per_class: int) -> torch.Tensor:
+    return torch.arange(n_way).repeat_interleave(per_class).expand(batch, -1)
+
+
+def meta_train_hp(
+    chars: CharacterSet, cfg: FewShotConfig, seed: int
+) -> tuple[FeatureExtractor, BindingRule, list[float]]:
+    """Bilevel meta-training of extractor and rule on N-way 1-shot episodes; the loss curve."""
+    gen = seed_everything(seed)
+    rng = np.random.default_rng(seed)
+    extractor = FeatureExtractor(cfg.n_features, cfg.image_size)
+    rule = BindingRule(cfg.n_features, cfg)
+    opt = torch.optim.Adam([*extractor.parameters(), *rule.parameters()], lr=cfg.lr)
+    del gen
+    losses = []
+    for it in range(cfg.iterations):
+        s, q = sample_episodes(chars, cfg.train_way, 1, cfg.train_query, cfg.meta_batch, rng)
+        scores = episode_scores(
+            extractor, rule, torch.from_numpy(s), torch.from_numpy(q), cfg.train_way, 1
+        )
+        labels = labels_of(cfg.meta_batch, cfg.train_way, cfg.train_query)
+        logits = scores * rule.log_temp.exp()
+        loss = nn.functional.cross_entropy(logits.reshape(-1, cfg.train_way), labels.reshape(-1))
+        losses.append(descend(opt, loss))
+        if it % 100 == 0:
+            log.info("HP meta-iteration %d: loss %.3f", it, losses[-1])
+    return extractor, rule, losses
+
+
+def pretrain_gp(
+    chars: CharacterSet, cfg: FewShotConfig, seed: int
+) -> tuple[FeatureExtractor, list[float]]:
+    """GP's extractor: a classifier of all meta-train classes, same iterations and image count."""
+    seed_everything(seed)
+    rng = np.random.default_rng(seed)
+    extractor = FeatureExtractor(cfg.n_features, cfg.image_size)
+    head = nn.Linear(cfg.n_features, len(chars))
+    opt = torch.optim.Adam([*extractor.parameters(), *head.parameters()], lr=cfg.lr)
+    per_batch = cfg.meta_batch * cfg.train_way * (1 + cfg.train_query)
+    losses = []
+    for it in range(cfg.iterations):
+        classes = rng.integers(len(chars), size=per_batch)
+        images = np.stack([chars.images[c][rng.integers(len(chars.images[c]))] for c in classes])
+        logits = head(extractor(torch.from_numpy(images)))
+        loss = nn.functional.cross_entropy(logits * 4.0, torch.from_numpy(classes))
+        losses.append(descend(opt, loss))
+        if it % 100 == 0:
+            log.info("GP pre-training iteration %d: loss %.3f", it, losses[-1])
+    return extractor, losses
+
+
+def gp_episode_scores(
+    extractor: FeatureExtractor,
+    support: torch.Tensor,
+    query: torch.Tensor,
+    n_way: int,
+    k_shot: int,
+    cfg: FewShotConfig,
+) -> torch.Tensor:
+    """GP: fit each episode's own LIF output weights to its support set by gradient descent.
+
+    The per-episode weights ride in the layer's per-batch synaptic matrix (the ``H`` slot with
+    ``alpha = 1`` and learning off), so every episode of the batch learns its own weights while
+    all share one step function.
+    """
+    with torch.no_grad():
+        f_s, f_q = extractor(support), extractor(query)
+    batch, n_feat = f_s.shape[0], f_s.shape[-1]
+    layer = LayerParams(
+        w=torch.zeros(n_feat + n_way, n_way),
+        theta=torch.ones(n_way),
+        decay_shift=cfg.decay_shift,
+        plastic=PlasticParams(
+            alpha=torch.tensor(1.0),
+            lam=torch.tensor(1.0),
+            eta_pre=torch.zeros(n_feat + n_way),
+            beta_post=torch.zeros(n_way),
+            h_max=torch.full((n_feat + n_way, 1), 1e6),
+        ),
+    )
+    w_ep = torch.zeros(batch, n_feat + n_way, n_way, requires_grad=True)
+    opt = torch.optim.Adam([w_ep], lr=cfg.gp_lr / cfg.n_features**0.5)
+    labels = labels_of(batch, n_way, k_shot).reshape(-1)
+    for _ in range(cfg.gp_steps):
+        scores = query_scores(f_s, w_ep, layer, cfg.ticks)
+        # f_s as "queries" of its own episode: (B, n_way * k_shot, N)
+        descend(opt, nn.functional.cross_entropy(scores.reshape(-1, n_way), labels))
+    with torch.no_grad():
+        return query_scores(f_q, w_ep.detach(), layer, cfg.ticks)
+
+
+def evaluate(
+    score_fn,
+    chars: CharacterSet,
+    n_way: int,
+    k_shot: int,
+    episodes: int,
+    batch: int,
+    seed: int,
+) -> dict[str, float]:
+    """Accuracy over ``episodes`` N-way K-shot test episodes (1 query per class), 95% CI."""
+    rng = np.random.default_rng(seed)
+    per_episode: list[float] = []
+    done = 0
+    while done < episodes:
+        b = min(batch, episodes - done)
+        s, q = sample_episodes(chars, n_way, k_shot, 1, b, rng)
+        scores = score_fn(torch.from_numpy(s), torch.from_numpy(q), n_way, k_shot)
+        correct = (scores.argmax(-1) == labels_of(b, n_way, 1)).float().mean(1)
+        per_episode.extend(correct.tolist())
+        done += b
+    mean, ci = mean_ci95(per_episode)
+    return {"accuracy": mean, "ci95": ci, "episodes": episodes}
+
+
+def run_fewshot_seed(
+    train_chars: CharacterSet,
+    test_chars: CharacterSet,
+    cfg: FewShotConfig,
+    seed: int,
+    ways: tuple[int, ...] = (5, 20),
+) -> dict:
+    """Train HP and GP, build LP, and evaluate all three on the same test episodes."""
+    out: dict = {"seed": seed, "config": asdict(cfg), "models": {}}
+    t0 = time.perf_counter()
+    hp_ext, hp_rule, hp_losses = meta_train_hp(train_chars, cfg, seed)
+    t_hp = time.perf_counter() - t0
+    gp_ext, gp_losses = pretrain_gp(train_chars, cfg, seed)
+    t_gp = time.perf_counter() - t0 - t_hp
+    seed_everything(seed)
+    lp_ext = FeatureExtractor(cfg.n_features, cfg.image_size)
+    lp_rule = hand_set_rule(cfg.n_features, cfg)
+    for module in (hp_ext, gp_ext, lp_ext):
+        module.eval()
+
+    def plastic(ext: FeatureExtractor, rule: BindingRule):
+        def score(s: torch.Tensor, q: torch.Tensor, n: int, k: int) -> torch.Tensor:
+            with torch.no_grad():
+                return episode_scores(ext, rule, s, q, n, k)
+
+        return score
+
+    def global_only(s: torch.Tensor, q: torch.Tensor, n: int, k: int) -> torch.Tensor:
+        return gp_episode_scores(gp_ext, s, q, n, k, cfg)
+
+    fns = {"HP": plastic(hp_ext, hp_rule), "GP": global_only, "LP": plastic(lp_ext, lp_rule)}
+    for name, fn in fns.items():
+        out["models"][name] = {
+            f"{n}-way": evaluate(
+                fn, test_chars, n, 1, cfg.test_episodes, cfg.eval_batch, 10_000 + seed
+            )
+            for n in ways
+        }
+    out["train_seconds"] = {"HP": t_hp, "GP": t_gp}
+    out["loss_curves"] = {"HP": hp_losses, "GP": gp_losses}
+    out["hp_rule"] = rule_summary(hp_rule)
+    out["_modules"] = {"extractor": hp_ext, "rule": hp_rule}
+    return out
+
+
+def rule_summary(rule: BindingRule) -> dict[str, float]:
+    with torch.no_grad():
+        return {
+            "alpha": float(rule.log_alpha.exp()),
+            "lambda": float(torch.sigmoid(rule.lam_logit)),
+            "eta_mean": float(rule.eta.mean()),
+            "beta": float(rule.beta),
+            "theta": float(rule.log_theta.exp()),
+            "w_feat_mean": float(rule.w_feat.mean()),
+        }

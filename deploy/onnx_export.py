@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import io
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,9 @@ def export_onnx(policy: Any, out: str | Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
-    with torch.no_grad():
+    # The legacy exporter: the torch.export-based one needs onnxscript, not a dependency here.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             module,
             example_inputs(policy),

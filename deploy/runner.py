@@ -24,6 +24,7 @@ import numpy as np
 from deploy.engines import Controller
 from deploy.errors import DeployError
 from deploy.faults import FaultPlan, link_active
+from protocol.errors import ProtocolError
 
 
 @dataclass
@@ -38,6 +39,7 @@ class RunResult:
     spike_counts: np.ndarray | None = None  # (steps, n_hidden) of the first episode
     trace_abs: np.ndarray | None = None  # (steps,) mean |H| of the first episode
     frames: list[np.ndarray] = field(default_factory=list)
+    steps_lost: int = 0  # STEPs the link lost after every retry (the last action was held)
 
     def summary(self) -> dict[str, Any]:
         totals = np.nansum(self.rewards, axis=1)
@@ -57,6 +59,7 @@ class RunResult:
             "reward_per_step": float(np.nanmean(self.rewards)),
             "reward_before_onset": float(np.mean(before)) if before else None,
             "reward_after_onset": float(np.mean(after)) if after else None,
+            "steps_lost": self.steps_lost,
             "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,
             "latency_ms_p99": float(np.percentile(lat, 99)) if lat.size else None,
         }
@@ -94,6 +97,7 @@ def run(
     rewards = np.full((episodes, horizon), np.nan)
     latency = np.full((episodes, horizon), np.nan)
     onsets: list[int | None] = []
+    lost = np.zeros(episodes, np.int64)
     counts: np.ndarray | None = None
     trace_abs = np.full(horizon, np.nan) if probe else None
     frames: list[np.ndarray] = []
@@ -108,6 +112,7 @@ def run(
             controller.set_learning(learning)
             controller.reset()
             link_state = [False] * len(plan.link)
+            held = np.zeros(env.action_space.shape, np.float32)
             for t in range(horizon):
                 for i, record in enumerate(plan.link):
                     on = link_active(record, t)
@@ -116,8 +121,15 @@ def run(
                         link_state[i] = on
                 seen = obs
                 started = time.perf_counter()
-                action = controller.step(obs)
-                latency[e, t] = (time.perf_counter() - started) * 1e3
+                try:
+                    action = controller.step(obs)
+                    latency[e, t] = (time.perf_counter() - started) * 1e3
+                except ProtocolError:
+                    # the link lost this STEP after every retry: hold the last command, as
+                    # a motor driver does when its controller goes quiet
+                    lost[e] += 1
+                    action = held
+                held = action
                 executed = np.clip(action, env.action_space.low, env.action_space.high)
                 obs, reward, terminated, truncated, info = env.step(executed)
                 rewards[e, t] = reward
@@ -130,8 +142,13 @@ def run(
                     "faults": [f["kind"] for f in info.get("faults", [])],
                     "latency_ms": round(float(latency[e, t]), 4),
                 }
+                probed = None
                 if probe and e == 0:
-                    probed = controller.probe()
+                    try:
+                        probed = controller.probe()
+                    except ProtocolError:
+                        line["probe_lost"] = True
+                if probed is not None:
                     trace_abs[t] = float(np.mean(np.abs(probed["trace"])))
                     line["trace_abs_mean"] = trace_abs[t]
                     if "counts" in probed:
@@ -153,4 +170,6 @@ def run(
         if injected and board_client is not None:
             board_client.clear_fault()
         env.close()
-    return RunResult(label, learning, rewards, onsets, latency, counts, trace_abs, frames)
+    return RunResult(
+        label, learning, rewards, onsets, latency, counts, trace_abs, frames, int(lost.sum())
+    )

@@ -1,0 +1,99 @@
+"""Quantise, map, pack: scales, error report, splitting over cores, design rules, signing."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from deploy.errors import MappingError
+from deploy.mapping import map_network, plan, resources
+from deploy.pack import pack_checkpoint
+from deploy.quantise import decoder_fixed_point, quantise
+from firmware_sim.engine import Engine
+from firmware_sim.profiles import Profile, get_profile
+from glocal.cli import main
+from protocol.image import open_image
+
+
+def test_quantisation_report_and_nothing_clips(checkpoint) -> None:
+    q = quantise(checkpoint)
+    hidden = q.report["layers"]["hidden"]
+    assert hidden["weights"]["clipped"] == 0 and hidden["theta"]["clipped"] == 0
+    assert 0 < hidden["weights"]["rms_lsb"] <= 0.5  # rounding moves each weight < 1/2 LSB
+    assert hidden["acc_bits"] <= 32 and q.report["warnings"] == []
+    assert q.hidden["weights"].dtype == np.int8 and q.plastic
+    assert np.abs(q.hidden["weights"]).max() == 127  # the scale uses the full int8 range
+
+
+def test_decoder_fixed_point_keeps_weight_and_bias_in_range() -> None:
+    gain = np.array([3.7e-6, -2.0e-3])
+    w, shift, bias = decoder_fixed_point(gain, np.array([0.25, -1.0]))
+    np.testing.assert_allclose(w * 2.0 ** -shift.astype(float), gain, rtol=2**-14)
+    assert np.all(np.abs(w) <= 32767) and bias[1] == -(2 ** int(shift[1]))
+    # a large bias limits the shift: the int32 bias must still fit
+    _, shift, bias = decoder_fixed_point(np.array([1e-9]), np.array([1000.0]))
+    assert abs(int(bias[0])) <= 2**31 - 1 and shift[0] <= 21
+
+
+def test_a_layer_split_over_cores_runs_like_one_core(checkpoint) -> None:
+    q = quantise(checkpoint)
+    whole = Engine(map_network(q, get_profile("tianjic")))
+    narrow = Profile("narrow", 2, 4, 64, 6, 128)  # 6 neurons per core: 16 hidden -> 3 cores
+    split_image = map_network(q, narrow)
+    split = Engine(split_image, narrow)
+    assert [s.layer for s in plan(q, narrow)] == ["hidden"] * 3 + ["readout"]
+    assert resources(split_image, narrow)["cores"] == 4
+    rng = np.random.default_rng(0)
+    for engine in (whole, split):
+        engine.learning = True
+    for obs in rng.uniform(-1, 1, (30, q.n_obs)):
+        np.testing.assert_array_equal(whole.step(obs), split.step(obs))
+
+
+def test_mapping_errors_say_what_to_change(checkpoint) -> None:
+    q = quantise(checkpoint)
+    with pytest.raises(MappingError, match="at most 6 hidden neurons"):
+        map_network(q, Profile("tiny", 2, 4, q.n_obs + 6, 32, 128))
+    with pytest.raises(MappingError, match="needs 3 cores"):
+        map_network(q, Profile("two", 1, 2, 64, 8, 128))
+    broken = replace(q, ticks=300)
+    with pytest.raises(MappingError, match="design rules"):
+        map_network(broken, get_profile("tianjic"))
+
+
+def test_resource_report_counts_memory(checkpoint) -> None:
+    packed = pack_checkpoint(checkpoint, "tianjic")
+    report = packed.resources
+    n_pre = packed.network.n_obs + packed.network.n_hidden
+    assert report["cores"] == 2
+    assert report["weight_bytes"] == n_pre * 16 + 16 * 2
+    assert report["trace_bytes"] == n_pre * 16 * 2  # only the plastic hidden core
+    assert report["per_core"][0]["neuron_use"] == pytest.approx(16 / 256)
+
+
+def test_pack_cli_writes_a_signed_image_that_verifies(checkpoint_dir, tmp_path, capsys) -> None:
+    key = Ed25519PrivateKey.generate()
+    (tmp_path / "key.raw").write_bytes(key.private_bytes_raw())
+    out = tmp_path / "model.glc"
+    code = main(
+        ["pack", str(checkpoint_dir), "--out", str(out), "--sign", str(tmp_path / "key.raw")]
+        + ["--json"]
+    )
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["signed"] and summary["resources"]["cores"] == 2
+    opened = open_image(out.read_bytes(), key.public_key())
+    assert opened.signature == "verified"
+    assert opened.image.meta["hidden_cores"] == [0]
+    assert opened.image.scales["hidden.weight_lsb"] > 0
+
+
+def test_cli_bad_input_is_one_sentence(tmp_path, capsys) -> None:
+    assert main(["pack", str(tmp_path / "none"), "--out", str(tmp_path / "x.glc")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("glocal pack: error: no checkpoint at")
+    assert main(["pack", str(tmp_path / "none"), "--out", "x", "--profile", "nope"]) == 2

@@ -27,8 +27,9 @@ def add_scenario_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: %(default)s)")
     g.add_argument(
         "--scenario-out",
-        default="scenario-results",
-        help="folder for the JSON, Markdown table, PNG and checkpoints",
+        default=None,
+        help="folder for the JSON, Markdown table, PNG and checkpoints "
+        "(default: --out where the parser has one, else scenario-results)",
     )
     g.add_argument(
         "--data-root",
@@ -41,7 +42,7 @@ def add_scenario_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="few-shot meta-iterations (default 1200) or continual epochs per task",
     )
-    g.add_argument("--episodes", type=int, default=1000, help="few-shot test episodes per way")
+    g.add_argument("--test-episodes", type=int, default=1000, help="few-shot test episodes per way")
     g.add_argument(
         "--board-episodes",
         type=int,
@@ -63,6 +64,11 @@ def _ints(option: str, text: str, minimum: int) -> list[int]:
     return values
 
 
+def output_folder(args: argparse.Namespace) -> Path:
+    """``--scenario-out``, else the ``--out`` of the parser it sits in, else scenario-results."""
+    return Path(args.scenario_out or getattr(args, "out", None) or "scenario-results")
+
+
 def run_scenario(args: argparse.Namespace) -> dict:
     """Run ``args.scenario`` over ``args.seeds``; the summary dict (``--json`` prints it)."""
     from dataclasses import replace
@@ -74,18 +80,18 @@ def run_scenario(args: argparse.Namespace) -> dict:
             f"unknown scenario {args.scenario!r}; choose one of {', '.join(SCENARIOS)}."
         )
     seeds = _ints("--seeds", args.seeds, 0)
-    for name in ("episodes", "board_episodes", "tasks", "threads"):
+    for name in ("test_episodes", "board_episodes", "tasks", "threads"):
         if getattr(args, name) < 0:
             raise TrainError(f"--{name.replace('_', '-')} must not be negative.")
     if args.iterations is not None and args.iterations < 1:
         raise TrainError("--iterations must be at least 1.")
-    out = Path(args.scenario_out)
+    out = output_folder(args)
     out.mkdir(parents=True, exist_ok=True)
     runner.set_threads(args.threads)
     if args.scenario == "few-shot":
         from train.scenarios.fewshot import FewShotConfig
 
-        cfg = FewShotConfig(test_episodes=max(1, args.episodes))
+        cfg = FewShotConfig(test_episodes=max(1, args.test_episodes))
         if args.iterations is not None:
             cfg = replace(cfg, iterations=args.iterations)
         ways = tuple(_ints("--ways", args.ways, 2))

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from train.errors import TrainError
-from train.scenarios.cli import add_scenario_arguments, run_scenario
+from train.scenarios.cli import add_scenario_arguments, output_folder, run_scenario
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -21,7 +21,7 @@ def _args(*argv: str) -> argparse.Namespace:
         (["--seeds", "a,b"], "comma-separated integers"),
         (["--seeds", ""], "at least 0"),
         (["--ways", "1"], "at least 2"),
-        (["--episodes", "-1"], "must not be negative"),
+        (["--test-episodes", "-1"], "must not be negative"),
         (["--iterations", "0"], "at least 1"),
     ],
 )
@@ -57,7 +57,7 @@ def test_tiny_few_shot_run_writes_its_report_and_runs_on_the_board(tmp_path, omn
         str(omniglot_dir),
         "--iterations",
         "2",
-        "--episodes",
+        "--test-episodes",
         "2",
         "--ways",
         "2",
@@ -73,3 +73,19 @@ def test_tiny_few_shot_run_writes_its_report_and_runs_on_the_board(tmp_path, omn
     assert (out / "fewshot.png").stat().st_size > 1000
     assert "| HP |" in (out / "fewshot.md").read_text()
     assert (out / "fewshot-hp-seed0.pt").exists()
+
+
+def test_scenario_options_fit_beside_the_robot_training_options(tmp_path):
+    """train's parser has --out (required), --seed and --episodes: no clash, --out is used."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--episodes", type=int, default=100)
+    add_scenario_arguments(parser)
+    args = parser.parse_args(
+        ["--out", str(tmp_path / "o"), "--scenario", "few-shot", "--seed", "3", "--seeds", "x"]
+    )
+    assert args.seed == 3 and args.episodes == 100 and args.scenario_out is None
+    assert output_folder(args) == tmp_path / "o"
+    with pytest.raises(TrainError, match="--seeds"):
+        run_scenario(args)

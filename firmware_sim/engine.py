@@ -351,7 +351,7 @@ class Engine:
         if learning:
             self.t_plastic += 1
         x = self._receive(current)
-        rows = np.flatnonzero(x)  # 2. active rows, sorted, hence grouped by core
+        rows = x.nonzero()[0]  # 2. active rows, sorted, hence grouped by core
         x_rows = x[rows]
         binary = bool((x_rows == 1).all())  # spikes only: x drops out of every product
         core = self.row_core[rows]

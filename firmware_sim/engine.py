@@ -212,6 +212,16 @@ class Engine:
         self.dec_w = np.concatenate(dec_w).astype(np.int64)
         self.route_src = np.concatenate(route_src)
         self.route_dst = np.concatenate(route_dst)
+        # a source neuron with at most one route (a layer that fits one core): a lookup from the
+        # neurons that spiked to their target axon replaces a pass over every route; neurons
+        # without a route point at one spare axon past the end
+        self.route_of = None
+        if np.unique(self.route_src).size == self.route_src.size:
+            self.route_of = np.full(C * N, C * A, np.int64)
+            self.route_of[self.route_src] = self.route_dst
+        # padding neurons get no input and stay at 0 under any shift: only real ones decide
+        shifts = {int(d) for core in cores for d in core["decay_shift"]}
+        self.leak_shift = shifts.pop() if len(shifts) == 1 else self.decay_shift
         self.core_column = np.arange(C)[:, None]
         self.core_up = np.ones(C, bool)
         self.all_up = True
@@ -379,8 +389,13 @@ class Engine:
 
     def _receive(self, current: np.ndarray) -> np.ndarray:
         """1. Axon inputs of this tick: last tick's routed spikes, then the encoder."""
-        x = np.zeros(self.n_cores * self.n_axons, np.int32)
-        x[self.route_dst[self.spiked[self.route_src]]] = 1
+        if self.route_of is None:
+            x = np.zeros(self.n_cores * self.n_axons, np.int32)
+            x[self.route_dst[self.spiked[self.route_src]]] = 1
+        else:
+            x = np.zeros(self.n_cores * self.n_axons + 1, np.int32)
+            x[self.route_of[self.spiked.nonzero()[0]]] = 1
+            x = x[:-1]
         if self.enc_mode == spec.ENC_CURRENT:
             x[self.enc_at] = current
         else:
@@ -479,7 +494,7 @@ class Engine:
     def _fire(self, current_in: np.ndarray) -> np.ndarray:
         """5. leak and add, 6. fire (>=) with neuron faults, 7. reset; returns the spikes."""
         v_old = self.v_mem
-        v = v_old >> self.decay_shift
+        v = v_old >> self.leak_shift  # a scalar when every neuron leaks alike
         np.subtract(v_old, v, out=v)
         np.add(v, current_in, out=v, casting="unsafe")  # integer-valued floats: exact
         _clamp(v, V_MIN, V_MAX)

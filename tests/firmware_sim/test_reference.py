@@ -245,6 +245,8 @@ def random_board(seed: int) -> tuple[Engine, SpecBoard, np.random.Generator]:
     rng = np.random.default_rng(seed)
     n_layers = int(rng.integers(2, 4))
     sizes = [int(rng.integers(4, 33)) for _ in range(n_layers + 1)]
+    if seed % 5 == 3:  # an output layer wider than a core: split, and its inputs routed twice
+        sizes[-1] = int(rng.integers(33, 60))
     layers = random_layers(rng, sizes)
     for layer in layers[::2]:  # a bounded tanh-like table on some layers, the linear one elsewhere
         layer.f_table = np.clip(rng.integers(-300, 300, spec.F_TABLE_SIZE), -256, 256).astype(
@@ -252,16 +254,13 @@ def random_board(seed: int) -> tuple[Engine, SpecBoard, np.random.Generator]:
         )
     if seed % 4 in (1, 2):
         # the shapes the engine has shortcuts for: one eta per layer, one power-of-two alpha, one
-        # lambda (sometimes 1.0) and one h_max for the image
+        # lambda (sometimes 1.0), one h_max and one leak shift for the image
         lam = 65536 if seed % 8 == 1 else int(rng.integers(40000, 65536))
         alpha, h_max = 1 << int(rng.integers(0, 9)), int(rng.integers(1000, 32768))
+        shift = int(rng.integers(0, 6))
         for layer in layers:
-            layer.eta, layer.alpha, layer.lam, layer.h_max = (
-                int(rng.integers(-3000, 3000)),
-                alpha,
-                lam,
-                h_max,
-            )
+            layer.eta = int(rng.integers(-3000, 3000))
+            layer.alpha, layer.lam, layer.h_max, layer.decay_shift = alpha, lam, h_max, shift
     if seed % 3 == 0:  # large traces against small weights: w_eff saturates now and then
         layers[0].alpha = 32000
         layers[0].h_max = 32767

@@ -49,6 +49,8 @@ def flash_and_boot(client: Any, data: bytes, progress: bool = True) -> dict[str,
     def update(offset: int, size: int) -> None:
         bar.n = offset
         bar.refresh()
+        if offset >= size:
+            bar.close()  # before the client logs "Hash of data verified."
 
     try:
         result = client.flash(data, progress=update)

@@ -92,6 +92,8 @@ def run(
     label = label or f"{controller.name}-{'on' if learning else 'off'}"
     kwargs = {"render_mode": "rgb_array"} if frames_every else {}
     env = robot_env.make(env_id, plan.robot, **kwargs)
+    if hasattr(controller, "bind"):  # a controller that reads the env itself (a teacher)
+        controller.bind(env)
     limit = env.spec.max_episode_steps if env.spec is not None else None
     horizon = steps or int(limit or 400)
     rewards = np.full((episodes, horizon), np.nan)

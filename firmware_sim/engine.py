@@ -148,8 +148,9 @@ class Engine:
             route_src.append(p * N + core["route_src"].astype(np.int64))
             dst_pos = np.array([position[int(c)] for c in core["route_dst_core"]], np.int64)
             route_dst.append(dst_pos * A + core["route_dst_axon"].astype(np.int64))
-        # int32 although int16 holds W << 8: numpy's mixed-width ufuncs cost 3x a same-width pass
-        self.weights_q8 = self.weights.astype(np.int32) << spec.TRACE_FRAC
+        # W << 8 spans -2^15 .. 2^15 - 2^8, so int16 holds it: half the bytes to gather, then one
+        # cast copy to int32 (numpy's mixed-width ufuncs cost about 3x a same-width pass)
+        self.weights_q8 = self.weights.astype(np.int16) << spec.TRACE_FRAC
         self.alpha_top = max(abs(int(core["alpha"][0])) for core in cores)
         self.h_max_top = max(int(core["h_max"][0]) for core in cores)
         self._weight_ranges(np.arange(C * A))
@@ -413,7 +414,8 @@ class Engine:
         """3. Lazy decay of the active rows' traces (returned as int32, or None while every trace
         is 0), 4. their effective weights (int32, saturated to 16 bits). Both are scratch."""
         R = rows.size
-        w_eff = self._gather(self.weights_q8, rows, "w_eff")
+        w_eff = self._rows_buffer("w_eff", R, np.int32)
+        w_eff[...] = self._gather(self.weights_q8, rows, "w16")
         if self._traces_zero:  # every power of lambda maps 0 to 0, and alpha * 0 = 0
             return self._stick(w_eff, rows), None
         h_rows = self._rows_buffer("h", R, np.int32)
@@ -697,7 +699,7 @@ class Engine:
                 raw = self.weights.reshape(-1).view(np.uint8)
                 np.bitwise_xor.at(raw, cell, (1 << bit).astype(np.uint8))
                 flat_q8 = self.weights_q8.reshape(-1)
-                flat_q8[cell] = self.weights.reshape(-1)[cell].astype(np.int32) << spec.TRACE_FRAC
+                flat_q8[cell] = self.weights.reshape(-1)[cell].astype(np.int16) << spec.TRACE_FRAC
                 self._weight_ranges(np.unique(cell // self.n_neurons))
             else:
                 raw = self.traces.reshape(-1).view(np.uint16)

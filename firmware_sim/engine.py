@@ -153,6 +153,9 @@ class Engine:
         self.weights_q8 = self.weights.astype(np.int16) << spec.TRACE_FRAC
         self.alpha_top = max(abs(int(core["alpha"][0])) for core in cores)
         self.h_max_top = max(int(core["h_max"][0]) for core in cores)
+        self.row_w_hi = np.zeros(C * A, np.int64)
+        self.row_w_lo = np.zeros(C * A, np.int64)
+        self.row_safe = np.zeros(C * A, bool)
         self._weight_ranges(np.arange(C * A))
 
         # f(post - beta) for post = 0 and 1, and the narrowest exact type for m * eta * x * f:
@@ -249,10 +252,6 @@ class Engine:
 
     def _weight_ranges(self, rows: np.ndarray) -> None:
         """Per-row max and min of W << 8 (for _may_saturate), refreshed after weight flips."""
-        if not hasattr(self, "row_w_hi"):
-            self.row_w_hi = np.zeros(self.weights_q8.shape[0], np.int64)
-            self.row_w_lo = np.zeros(self.weights_q8.shape[0], np.int64)
-            self.row_safe = np.zeros(self.weights_q8.shape[0], bool)
         self.row_w_hi[rows] = self.weights_q8[rows].max(axis=1)
         self.row_w_lo[rows] = self.weights_q8[rows].min(axis=1)
         # rows that cannot saturate while every |H| <= h_max (the engine's own updates)

@@ -174,42 +174,15 @@ class BoardController:
         }
 
 
-class InProcessLink:
-    """A transport to a responder in this process: answers are produced while sending.
-
-    (protocol.testing.LoopbackBoard goes through pyserial's ``loop://``, whose bounded queue
-    blocks on answers larger than it, such as a READ of the traces.)
-    """
-
-    bytes_per_second: float | None = None
-
-    def __init__(self, responder: Any) -> None:
-        self.responder = responder
-        self._pending = bytearray()
-
-    def open(self) -> None:
-        self._pending.clear()
-
-    def send(self, data: bytes) -> None:
-        self._pending += self.responder.feed(data) or b""
-
-    def receive(self, max_bytes: int, timeout: float) -> bytes:
-        out = bytes(self._pending[:max_bytes])
-        del self._pending[:max_bytes]
-        return out
-
-    def close(self) -> None:
-        self._pending.clear()
-
-
 def in_process_board(image_bytes: bytes, flash_dir: str, profile: str) -> Any:
     """A firmware board in this process behind the protocol: the golden reference, flashed
     and booted with ``image_bytes``; returns the protocol client."""
     from firmware_sim.server import Board
     from protocol.client import Client
+    from protocol.testing import LoopbackBoard
 
     board = Board(flash_dir, profile)
-    link = InProcessLink(board.responder)
+    link = LoopbackBoard(board.responder)
     link.open()
     client = Client(link, seed=0)
     result = client.flash(image_bytes)

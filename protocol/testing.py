@@ -6,7 +6,7 @@ It is the protocol's own reference responder, not the emulated board (that is
     python -m protocol.testing --port pty       # first stdout line: the pty path to open
     python -m protocol.testing --port socket    # first stdout line: socket://127.0.0.1:PORT
 
-or in-process with :class:`LoopbackBoard`, a transport whose answers come back over ``loop://``.
+or in-process with :class:`LoopbackBoard`, a transport that runs the responder as it sends.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 from protocol.board import BOARD_MAX_PAYLOAD, FlashReceiver, MemorySlotStore, Responder
 from protocol.messages import PROTOCOL_VERSION, MessageType
-from protocol.transport import PtyServer, SerialTransport, SocketServer
+from protocol.transport import PtyServer, SocketServer
 
 BOARD_ID = "protocol-test-board"
 
@@ -55,28 +55,32 @@ class ReferenceBoard:
 
 
 class LoopbackBoard:
-    """An in-process board as a transport: requests go to a responder, answers come back over
-    ``loop://`` (pyserial's loopback port), so the client reads them like any other port."""
+    """An in-process board as a transport: sending a request runs the responder, and its answers
+    wait in a buffer until the client reads them, like bytes in a port's receive buffer.
+
+    (Not pyserial's ``loop://``: its bounded queue blocks the one thread that both writes an
+    answer and would read it, as soon as an answer is larger than the queue.)
+    """
 
     bytes_per_second: float | None = None
 
     def __init__(self, responder: Responder) -> None:
         self.responder = responder
-        self._port = SerialTransport("loop://")
+        self._pending = bytearray()
 
     def open(self) -> None:
-        self._port.open()
+        self._pending.clear()
 
     def send(self, data: bytes) -> None:
-        answers = self.responder.feed(data)
-        if answers:
-            self._port.send(answers)
+        self._pending += self.responder.feed(data) or b""
 
     def receive(self, max_bytes: int, timeout: float) -> bytes:
-        return self._port.receive(max_bytes, timeout)
+        out = bytes(self._pending[:max_bytes])
+        del self._pending[:max_bytes]
+        return out
 
     def close(self) -> None:
-        self._port.close()
+        self._pending.clear()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,11 +56,12 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
 
     from tqdm import tqdm
 
-    from train.loop import TrainConfig, train
+    from train.loop import TrainConfig, resolve_device, train
 
     # every option named like a TrainConfig field is that field
     known = {f.name for f in fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in known})
+    resolve_device(cfg.device)  # refuse a missing CUDA before the progress bar appears
     bar = tqdm(total=cfg.steps, file=sys.stderr, desc=f"train {cfg.model}", unit="upd")
 
     def progress(step: int, total: int, metrics: dict[str, float]) -> None:

@@ -22,8 +22,8 @@ Models, on the same data and iteration budget:
 - **GP**: the extractor trained globally as a classifier of the meta-train classes; in each
   test episode a fresh LIF output layer (the same neurons, no trace) is fitted to the support
   set by gradient descent (``gp_steps`` Adam steps through the spikes): global learning only.
-- **LP**: the extractor left at its seeded random initialisation and a hand-set Hebbian rule:
-  local learning only.
+- **LP**: nothing learned by gradients: a fixed front end (:class:`PooledPixels`) and a hand-set
+  Hebbian rule: local learning only.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from train.errors import TrainError
 from train.scenarios.common import descend, mean_ci95, seed_everything
 from train.scenarios.data import CharacterSet, sample_episodes
 from train.snn import LayerParams, LayerState, Numerics, PlasticParams, init_layer_state, layer_step
@@ -97,6 +98,25 @@ class FeatureExtractor(nn.Module):
         return feats.reshape(*lead, -1)
 
 
+class PooledPixels(nn.Module):
+    """LP's fixed front end (nothing learned): the image average-pooled to ``side x side``,
+    centred and scaled per image, squashed into (-1, 1): ``n_features = side**2``."""
+
+    def __init__(self, n_features: int) -> None:
+        super().__init__()
+        self.side = int(round(n_features**0.5))
+        if self.side**2 != n_features:
+            raise TrainError(f"pooled pixels need a square feature count, not {n_features}.")
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        lead = images.shape[:-2]
+        x = images.reshape(-1, 1, *images.shape[-2:])
+        z = nn.functional.adaptive_avg_pool2d(x, self.side).flatten(1)
+        z = z - z.mean(dim=1, keepdim=True)
+        feats = torch.tanh(z / (z.std(dim=1, keepdim=True) + 1e-6))
+        return feats.reshape(*lead, -1)
+
+
 class BindingRule(nn.Module):
     """The plastic binding layer's trainable numbers, class-agnostic (any N-way)."""
 
@@ -131,12 +151,17 @@ class BindingRule(nn.Module):
 
 def hand_set_rule(n_features: int, cfg: FewShotConfig) -> BindingRule:
     """LP's rule: no feature weight, unit gain, no decay, plain Hebbian (``beta = 0``: only the
-    firing neuron learns, so later support images never overwrite earlier bindings), with a rate
-    that stays below ``h_max`` over one presentation."""
+    firing neuron learns, so later support images never overwrite earlier bindings).
+
+    The rate keeps a bound trace's current below a tenth of the threshold even for a query equal
+    to the support image (``|x|^2 <= n_features``): features alone never fire a neuron, so no
+    class captures another's support image, and the query's membrane (the score's tie-breaker)
+    ranks the classes by the Hebbian dot product.
+    """
     rule = BindingRule(n_features, cfg)
     with torch.no_grad():
         rule.lam_logit.fill_(20.0)
-        rule.eta.fill_(0.5 * cfg.h_max / cfg.ticks)
+        rule.eta.fill_(0.1 / (cfg.ticks * n_features))
         rule.beta.fill_(0.0)
     return rule
 
@@ -197,7 +222,7 @@ def query_scores(
 
 
 def episode_scores(
-    extractor: FeatureExtractor,
+    extractor: nn.Module,
     rule: BindingRule,
     support: torch.Tensor,
     query: torch.Tensor,
@@ -339,13 +364,12 @@ def run_fewshot_seed(
     t_hp = time.perf_counter() - t0
     gp_ext, gp_losses = pretrain_gp(train_chars, cfg, seed)
     t_gp = time.perf_counter() - t0 - t_hp
-    seed_everything(seed)
-    lp_ext = FeatureExtractor(cfg.n_features, cfg.image_size)
+    lp_ext = PooledPixels(cfg.n_features)
     lp_rule = hand_set_rule(cfg.n_features, cfg)
     for module in (hp_ext, gp_ext, lp_ext):
         module.eval()
 
-    def plastic(ext: FeatureExtractor, rule: BindingRule):
+    def plastic(ext: nn.Module, rule: BindingRule):
         def score(s: torch.Tensor, q: torch.Tensor, n: int, k: int) -> torch.Tensor:
             with torch.no_grad():
                 return episode_scores(ext, rule, s, q, n, k)

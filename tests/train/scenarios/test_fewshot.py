@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from train.errors import TrainError
 from train.scenarios.board import BoardEpisodes, quantise_binding, torch_board_scores
 from train.scenarios.data import load_omniglot, rotate_classes, split_characters
 from train.scenarios.fewshot import (
@@ -20,7 +21,7 @@ from train.scenarios.fewshot import (
 
 TINY = FewShotConfig(
     image_size=14,
-    n_features=8,
+    n_features=9,
     iterations=3,
     meta_batch=2,
     train_way=2,
@@ -110,3 +111,15 @@ def test_a_tiny_scenario_run_reports_every_model(omniglot_dir):
     for model in run["models"].values():
         assert 0.0 <= model["2-way"]["accuracy"] <= 1.0
     assert len(run["loss_curves"]["HP"]) == TINY.iterations
+
+
+def test_pooled_pixels_are_fixed_centred_features():
+    from train.scenarios.fewshot import PooledPixels
+
+    images = torch.rand(2, 3, 28, 28, generator=torch.Generator().manual_seed(0))
+    feats = PooledPixels(64)(images)
+    assert feats.shape == (2, 3, 64) and feats.abs().max() < 1
+    assert torch.allclose(feats.mean(-1), torch.zeros(2, 3), atol=0.1)
+    assert not list(PooledPixels(64).parameters())  # nothing to learn
+    with pytest.raises(TrainError, match="square"):
+        PooledPixels(60)

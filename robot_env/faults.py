@@ -364,7 +364,13 @@ def actuate(
     delayed: np.ndarray, gain: np.ndarray, bias: np.ndarray, limit: np.ndarray
 ) -> np.ndarray:
     """The gain, saturation and bias stages of the actuator pipeline; broadcasts over batches."""
-    return np.clip(gain * delayed, -limit, limit) + bias
+    # minimum/maximum in place: np.clip's dispatch costs more than the arithmetic on the few
+    # action dimensions of a robot, and this runs every control step.
+    out = gain * delayed
+    np.minimum(out, limit, out=out)
+    np.maximum(out, -limit, out=out)
+    out += bias
+    return out
 
 
 def invert_actuator(desired: np.ndarray, model: ActuatorModel) -> np.ndarray:

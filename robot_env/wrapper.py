@@ -194,8 +194,11 @@ class FaultWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return self._sense(obs, 0), info
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        # The hot path of every wrapped env: the schedule is checked against one precomputed
+        # edge, and the env's fresh info dict is extended in place rather than copied.
         t = self.step_index
-        self._activate(t)
+        if t >= self._next_change:
+            self._activate(t)
         if len(self._history) > 1:  # a delay fault is scheduled: remember every command
             self._history[1:] = self._history[:-1].copy()
             self._history[0] = np.asarray(action, dtype=np.float64).reshape(-1)
@@ -203,10 +206,10 @@ class FaultWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
             action = self._actuate(np.asarray(action, dtype=np.float64).reshape(-1))
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.step_index = t + 1
-        info = dict(info)
         info["faults"] = self._active_dicts
         info["fault_step"] = t
-        self._activate(t + 1)
+        if t + 1 >= self._next_change:
+            self._activate(t + 1)
         return self._sense(obs, t + 1), reward, terminated, truncated, info
 
     def active_faults(self) -> list[RobotFault]:
@@ -233,8 +236,6 @@ class FaultWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     # --- internals ---------------------------------------------------------------------------
 
     def _activate(self, t: int, force: bool = False) -> None:
-        if not force and t < self._next_change:
-            return
         active = tuple(
             i
             for i, (fault, onset) in enumerate(zip(self.faults, self.onsets, strict=True))
@@ -292,16 +293,19 @@ def _corrupt(
         reading[scalars[lost[: len(scalars)]]] = 0.0
         reading[pairs[lost[len(scalars) :]].reshape(-1)] = 0.0
         return
-    noisy = fault.kind == "sensor-noise"
-    n = len(scalars) + len(pairs)
-    shift = rng.normal(0.0, fault.magnitude, n) if noisy else np.full(n, fault.magnitude)
-    reading[scalars] += shift[: len(scalars)]
+    if fault.kind == "sensor-noise":
+        shift = rng.normal(0.0, fault.magnitude, len(scalars) + len(pairs))
+        turn = shift[len(scalars) :]
+        reading[scalars] += shift[: len(scalars)]
+    else:  # a bias: one number for every channel, so no per-step arrays
+        reading[scalars] += fault.magnitude
+        turn = fault.magnitude
     if len(pairs):
         # An encoder's error is an angle: rotate (cos, sin) and stay on the unit circle.
         cos, sin = reading[pairs[:, 0]], reading[pairs[:, 1]]
-        turn = shift[len(scalars) :]
-        reading[pairs[:, 0]] = cos * np.cos(turn) - sin * np.sin(turn)
-        reading[pairs[:, 1]] = sin * np.cos(turn) + cos * np.sin(turn)
+        cos_turn, sin_turn = np.cos(turn), np.sin(turn)
+        reading[pairs[:, 0]] = cos * cos_turn - sin * sin_turn
+        reading[pairs[:, 1]] = sin * cos_turn + cos * sin_turn
 
 
 def _named_channels(unwrapped: gym.Env, n_obs: int) -> dict[str, list[Channel]]:

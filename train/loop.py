@@ -55,6 +55,9 @@ class TrainConfig:
     episode_steps: int = 300
     onset: tuple[int, int] = (20, 150)
     p_none: float = 0.15  # fraction of fault-free episodes
+    clean_steps: int = 0  # curriculum: the first updates see fault-free episodes only
+    trace_penalty: float = 0.0  # weight of mean (alpha*H)^2 while no fault acts (HP/LP)
+    threads: int = 1  # torch intra-op threads per process (1: a busy 2-core box thrashes on 2)
     kinds: tuple[str, ...] = TRAINED_KINDS
     lr: float = 3e-3
     loss: str = "l1"  # imitation loss: mse, or l1 (weighs the small steady-state errors more)
@@ -76,6 +79,8 @@ class TrainConfig:
             raise TrainError(f"loss must be mse or l1, not {self.loss!r}.")
         if self.episode_steps % self.window:
             raise TrainError("episode_steps must be a multiple of window.")
+        if not 0.0 <= self.p_none <= 1.0 or self.trace_penalty < 0 or self.threads < 1:
+            raise TrainError("p_none must lie in [0, 1], trace_penalty >= 0 and threads >= 1.")
 
 
 def model_config(cfg: TrainConfig) -> ModelConfig:
@@ -148,12 +153,13 @@ class Rollout:
         self.cfg, self.policy, self.device = cfg, policy, device
         self.rng = np.random.default_rng(seed)
         self.episodes = 0
-        self._new_batch()
+        self._new_batch(1.0 if cfg.clean_steps > 0 else None)
 
-    def _new_batch(self) -> None:
+    def _new_batch(self, p_none: float | None = None) -> None:
         seed = int(self.rng.integers(2**31))
+        p_none = self.cfg.p_none if p_none is None else p_none
         faults = FaultBatch.sample(
-            self.rng, self.cfg.batch, self.cfg.kinds, False, self.cfg.onset, self.cfg.p_none
+            self.rng, self.cfg.batch, self.cfg.kinds, False, self.cfg.onset, p_none
         )
         self.env = ArmReachBatch(faults, seed, stagger=True)
         self.obs = self.env.observe()
@@ -161,17 +167,29 @@ class Rollout:
         self.state = _to(self.state, self.device)
         self.episodes += self.cfg.batch
 
-    def window_loss(self, beta: float) -> torch.Tensor:
-        """Run one BPTT window; the imitation loss with its graph."""
+    def window_loss(self, beta: float, clean: bool = False) -> torch.Tensor:
+        """Run one BPTT window; the imitation loss with its graph.
+
+        ``clean`` starts any new batch fault-free (the curriculum's first phase). With
+        ``trace_penalty`` the loss adds the mean squared trace contribution ``(alpha*H)^2`` of
+        episodes whose fault is not acting (yet): fault-free, the trace should stay near zero, so
+        learning on and off agree there and the rule only moves H when something changed.
+        """
         if self.env.t >= self.cfg.episode_steps:
-            self._new_batch()
+            self._new_batch(1.0 if clean else None)
         loss = torch.zeros((), device=self.device)
+        penalise = self.cfg.trace_penalty > 0 and getattr(self.policy, "plastic", False)
         for _ in range(self.cfg.window):
             obs = torch.as_tensor(self.obs, device=self.device)
+            calm = torch.as_tensor(~self.env.active, device=self.device)
             action, self.state = self.policy(obs, self.state)
             target = self.env.teacher(True)
             error = action - torch.as_tensor(target, device=self.device)
             loss = loss + torch.mean(error.abs() if self.cfg.loss == "l1" else error**2)
+            if penalise:
+                h = self.state.hidden.h
+                drift = (self.policy.alpha * h).pow(2).mean(dim=(1, 2)) * h.shape[1]
+                loss = loss + self.cfg.trace_penalty * (drift * calm).mean()
             student = action.detach().clamp(-1, 1).cpu().numpy()
             take_teacher = self.rng.random(self.cfg.batch) < beta
             executed = np.where(take_teacher[:, None], target, student)
@@ -227,10 +245,27 @@ def train(
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
     """Train one policy into ``out`` (model.pt, resume.pt, config.json, metrics.json, PNGs)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    torch.set_flush_denormal(True)  # decaying traces otherwise crawl through denormals
+    try:
+        return _train(cfg, out, resume, progress)
+    finally:
+        # Both settings are process-wide (flush-to-zero is a CPU flag that numpy and hypothesis
+        # see too): whoever called train() gets its numerics back.
+        torch.set_flush_denormal(False)
+        torch.set_num_threads(threads)
+
+
+def _train(
+    cfg: TrainConfig,
+    out: Path,
+    resume: bool,
+    progress: Callable[[int, int, dict[str, float]], None] | None,
+) -> dict[str, Any]:
     dist = Distributed(cfg.device)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    torch.set_flush_denormal(True)  # decaying traces otherwise crawl through denormals
     out.mkdir(parents=True, exist_ok=True)
 
     mcfg = model_config(cfg)
@@ -253,7 +288,9 @@ def train(
         optimiser.load_state_dict(saved["optimiser"])
         history, start = saved["history"], saved["step"]
         rollout.rng.bit_generator.state = saved["rng"][dist.rank % len(saved["rng"])]
-        rollout._new_batch()  # resumes at the start of a fresh batch of episodes
+        rollout._new_batch(
+            1.0 if start < cfg.clean_steps else None
+        )  # resumes at the start of a fresh batch of episodes
         log.info("resuming %s at step %d", out, start)
 
     started = time.monotonic()
@@ -262,7 +299,7 @@ def train(
         for group in optimiser.param_groups:
             group["lr"] = cfg.lr * cosine(step / cfg.steps, cfg.lr_final)
         optimiser.zero_grad()
-        loss = rollout.window_loss(beta)
+        loss = rollout.window_loss(beta, clean=step < cfg.clean_steps)
         loss.backward()
         dist.average_gradients(policy)
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)

@@ -1,4 +1,4 @@
-"""The engine's vectorised tick agrees bit for bit with a straightforward transcription of
+"""The engine's compiled tick agrees bit for bit with a straightforward transcription of
 docs/board-spec.md §3 (per core, per active row, Python ints in int64 arrays, no padding, no
 stacking, no shortcuts) on random multi-core networks with plasticity, a modulator and faults.
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from firmware_sim import engine as engine_module
 from firmware_sim import spec
 from firmware_sim.engine import Engine
 from firmware_sim.faults import Fault
@@ -287,12 +286,8 @@ def random_board(seed: int) -> tuple[Engine, SpecBoard, np.random.Generator]:
     return engine, ref, rng
 
 
-@pytest.mark.parametrize("selector_limit", [engine_module.SELECTOR_LIMIT, 0])
-@pytest.mark.parametrize("seed", range(24))
-def test_engine_matches_the_plain_spec_bit_for_bit(seed, selector_limit, monkeypatch):
-    # the per-core sum has two exact forms (a selector matmul for few rows, reduceat for many);
-    # small networks take the first unless the limit forces the second
-    monkeypatch.setattr(engine_module, "SELECTOR_LIMIT", selector_limit)
+@pytest.mark.parametrize("seed", range(48))
+def test_engine_matches_the_plain_spec_bit_for_bit(seed):
     engine, ref, rng = random_board(seed)
     dims = engine.obs_dim
     updates_seen = 0
@@ -322,18 +317,3 @@ def test_engine_matches_the_plain_spec_bit_for_bit(seed, selector_limit, monkeyp
     )
     assert updates_seen > 0
 
-
-@pytest.mark.parametrize("seed", range(6))
-def test_fold_per_core_sums_uneven_groups_exactly(seed):
-    rng = np.random.default_rng(seed)
-    counts = rng.integers(1, [3, 40, 300][seed % 3], rng.integers(1, 60))  # up to 3 fold levels
-    rows = rng.integers(-(2**22), 2**22, (int(counts.sum()), 7)).astype(np.int32)
-    scratch = {}
-
-    def buffer(name, n, dtype):
-        scratch[name] = np.full((n, 7), 12345, dtype)  # stale data must not leak into the sums
-        return scratch[name]
-
-    starts = np.cumsum(counts) - counts
-    expect = np.add.reduceat(rows.astype(np.int64), starts, axis=0)
-    assert np.array_equal(engine_module._fold_per_core(rows, counts, buffer), expect)

@@ -15,7 +15,8 @@ import pytest
 from firmware_sim import spec
 from firmware_sim.engine import Engine
 from firmware_sim.faults import Fault
-from firmware_sim.image import BoardImage
+from firmware_sim.image import BoardImage, Decoder, Encoder, build_image
+from firmware_sim.profiles import get_profile
 from tests.firmware_sim.conftest import chain_image, random_layers
 
 
@@ -317,3 +318,30 @@ def test_engine_matches_the_plain_spec_bit_for_bit(seed):
     )
     assert updates_seen > 0
 
+
+@pytest.mark.parametrize("seed", range(2))
+def test_full_size_cores_match_the_plain_spec(seed):
+    # 256 x 256 cores of the Tianjic-like profile: many active rows per core, so the kernel's
+    # look-ahead reaches across rows and cores; a stuck-synapse fault and a modulator on one seed
+    rng = np.random.default_rng(100 + seed)
+    layers = random_layers(rng, [256, 256, 256])
+    for layer in layers:
+        layer.theta = rng.integers(256 * 400, 256 * 900, 256)
+    encoder = Encoder(src=np.arange(256), gain=256, mode=1)  # sparse delta spikes
+    image = build_image(
+        get_profile("tianjic"), layers, encoder, Decoder(dst=np.arange(256) % 4), 256, 4
+    )
+    engine, ref = Engine(image), SpecBoard(image)
+    if seed:
+        fault = Fault("stuck-value", 1, magnitude=-40.0, seed=3, params={"fraction": 0.05})
+        engine.inject(fault)
+        ref.inject(fault)
+    engine.learning = ref.learning = True
+    for _ in range(4):
+        obs = rng.uniform(0, 40, 256)
+        assert np.array_equal(engine.step(obs), ref.step(obs, engine.ticks_per_step))
+    for p, core_id in enumerate(engine.core_ids):
+        assert np.array_equal(engine.read_traces()[core_id], ref.read_traces()[p])
+        assert np.array_equal(engine.read_membranes()[core_id], ref.v[p])
+    assert engine.telemetry.synaptic_events == ref.events > 0
+    assert engine.telemetry.spikes.sum() > 0

@@ -197,6 +197,8 @@ def binding_graph(layer: Any, input_scale: int, metadata: dict[str, Any]) -> Any
 
 
 def _scenario_graph(record: dict[str, Any], n_way: int) -> tuple[Any, dict[str, Any]]:
+    """The few-shot binding layer as the board runs it (train.scenarios.board's deployment)."""
+    from train.scenarios.board import BOARD_H_MAX, BOARD_INPUT_SCALE, deployed_layer
     from train.scenarios.fewshot import BindingRule, FewShotConfig
 
     if record.get("scenario") != "few-shot":
@@ -214,11 +216,8 @@ def _scenario_graph(record: dict[str, Any], n_way: int) -> tuple[Any, dict[str, 
         "axons": f"features 0..{cfg.n_features - 1}, label axon of class c at "
         f"{cfg.n_features} + c (eta 0)",
     }
-    import torch
-
-    with torch.no_grad():
-        layer = rule.layer(n_way)
-    return binding_graph(layer, 8, meta), meta
+    layer = deployed_layer(rule, n_way, BOARD_H_MAX)
+    return binding_graph(layer, BOARD_INPUT_SCALE, meta), meta
 
 
 def export_nir(checkpoint: str | Path, out: str | Path, n_way: int = 5) -> dict[str, Any]:

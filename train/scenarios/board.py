@@ -19,7 +19,7 @@ functions that need it): it belongs in ``deploy/`` once that package takes scena
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -46,10 +46,30 @@ class BoardBinding:
     n_way: int
 
 
-def quantise_binding(rule: BindingRule, n_way: int, input_scale: int) -> BoardBinding:
-    """Quantise the N-way binding layer with train.quant's scales (every axon an encoder row)."""
+BOARD_INPUT_SCALE = 4
+BOARD_H_MAX = 0.0625
+"""Deployment choices, picked on 100 meta-train episodes (5- and 20-way, seeds 0 and 2) among
+input scales 4, 8 and trace clips 0.25, 0.125, 0.0625: a tighter clip makes one int16 trace unit
+finer and a smaller input scale makes ``eta_q = eta * c_h / r**2`` larger, so the floored
+Hebbian increments (small anti-Hebbian terms floor to -1) lose less; training used h_max 0.25."""
+
+
+def deployed_layer(rule: BindingRule, n_way: int, h_max: float | None = None) -> LayerParams:
+    """The N-way binding layer as deployed: the trained rule with the board's trace clip."""
     with torch.no_grad():
         layer = rule.layer(n_way)
+    if h_max is None:
+        return layer
+    clip = torch.full_like(layer.plastic.h_max, h_max)
+    return replace(layer, plastic=replace(layer.plastic, h_max=clip))
+
+
+def quantise_binding(
+    rule: BindingRule, n_way: int, input_scale: int, h_max: float | None = None
+) -> BoardBinding:
+    """Quantise the N-way binding layer with train.quant's scales (every axon an encoder row)."""
+    layer = deployed_layer(rule, n_way, h_max)
+    with torch.no_grad():
         n_axons = layer.w.shape[0]
         rows = torch.full((n_axons,), float(input_scale))
         scales = layer_scales(layer, rows, float(layer.plastic.h_max[-1]))
@@ -158,11 +178,14 @@ def evaluate_on_board(
     n_way: int,
     episodes: int,
     seed: int,
-    input_scale: int = 32,
+    input_scale: int = BOARD_INPUT_SCALE,
+    h_max: float | None = BOARD_H_MAX,
 ) -> dict[str, float]:
     """Accuracy of N-way 1-shot episodes on the board and, on the same episodes, in torch
-    (float, and with the board's integer numerics), with 95% CIs and the decision agreement."""
-    binding = quantise_binding(rule, n_way, input_scale)
+    (float, and with the board's integer numerics) for the deployed layer (trace clip
+    ``h_max``), with 95% CIs and the decision agreement of board and torch-int."""
+    binding = quantise_binding(rule, n_way, input_scale, h_max)
+    layer = deployed_layer(rule, n_way, h_max)
     board = BoardEpisodes(binding, rule.cfg.ticks)
     rng = np.random.default_rng(seed)
     hits: dict[str, list[float]] = {"board": [], "torch_float": [], "torch_int": []}
@@ -171,7 +194,6 @@ def evaluate_on_board(
         s, q = sample_episodes(chars, n_way, 1, 1, 1, rng)
         with torch.no_grad():
             f_s, f_q = extractor(torch.from_numpy(s)), extractor(torch.from_numpy(q))
-            layer = rule.layer(n_way)
             float_scores = query_scores(
                 f_q, bind_support(f_s, n_way, 1, layer, rule.cfg.ticks).h, layer, rule.cfg.ticks
             )[0]
@@ -185,7 +207,11 @@ def evaluate_on_board(
         hits["torch_int"].append(float((int_pred == truth).mean()))
         hits["torch_float"].append(float((float_scores.argmax(1).numpy() == truth).mean()))
         agree += int((board_pred == int_pred).sum())
-    out: dict[str, float] = {"episodes": episodes, "input_scale": input_scale}
+    out: dict[str, float] = {
+        "episodes": episodes,
+        "input_scale": input_scale,
+        "h_max": float(layer.plastic.h_max[-1]),
+    }
     for name, values in hits.items():
         out[f"{name}_accuracy"], out[f"{name}_ci95"] = mean_ci95(values)
     out["board_vs_torch_int_agreement"] = agree / (episodes * n_way)

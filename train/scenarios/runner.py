@@ -25,12 +25,12 @@ def run_fewshot(
     out: Path,
     data_root: str | Path | None = None,
     board_episodes: int = 0,
-    input_scale: int = 8,
+    input_scale: int | None = None,
     test_fraction: float = 0.33,
     ways: tuple[int, ...] = (5, 20),
 ) -> dict[str, Any]:
     """Few-shot Omniglot: HP, GP, LP over ``seeds``; HP also on the board when asked."""
-    from train.scenarios.board import evaluate_on_board
+    from train.scenarios.board import BOARD_INPUT_SCALE, evaluate_on_board
 
     chars = load_omniglot(data_root, cfg.image_size)
     train_chars, test_chars = split_characters(chars, test_fraction, SPLIT_SEED)
@@ -56,7 +56,7 @@ def run_fewshot(
                     n,
                     board_episodes,
                     20_000 + seed,
-                    input_scale,
+                    input_scale or BOARD_INPUT_SCALE,
                 )
                 for n in ways
             }

@@ -32,6 +32,32 @@ def register(
     p.add_argument("--hidden", dest="n_hidden", type=int, default=64, help="hidden LIF neurons")
     p.add_argument("--ticks", type=int, default=8, help="board ticks per control step")
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--episode-steps", type=int, default=300, help="control steps per episode")
+    p.add_argument(
+        "--onset",
+        type=int,
+        nargs=2,
+        default=(20, 150),
+        metavar=("FIRST", "LAST"),
+        help="fault onset step, uniform in [FIRST, LAST]",
+    )
+    p.add_argument(
+        "--kinds",
+        nargs="+",
+        default=["gain-loss", "bias-torque", "payload", "reversed-motor"],
+        help="fault kinds to train on (a subset of the default)",
+    )
+    p.add_argument("--p-none", type=float, default=0.15, help="fraction of fault-free episodes")
+    p.add_argument(
+        "--clean-steps", type=int, default=0, help="first updates on fault-free episodes only"
+    )
+    p.add_argument(
+        "--trace-penalty",
+        type=float,
+        default=0.0,
+        help="weight of the trace's squared contribution while no fault acts (hp, lp)",
+    )
+    p.add_argument("--threads", type=int, default=1, help="torch threads per process")
     p.add_argument("--quantized", action="store_true", help="train through the board's integers")
     p.add_argument("--checkpoint-every", type=int, default=50, help="updates between resume.pt")
     p.add_argument("--no-resume", action="store_true", help="start over even if resume.pt exists")
@@ -60,7 +86,10 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
 
     # every option named like a TrainConfig field is that field
     known = {f.name for f in fields(TrainConfig)}
-    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in known})
+    options = {k: v for k, v in vars(args).items() if k in known}
+    options["onset"] = tuple(options["onset"])
+    options["kinds"] = tuple(options["kinds"])
+    cfg = TrainConfig(**options)
     resolve_device(cfg.device)  # refuse a missing CUDA before the progress bar appears
     bar = tqdm(total=cfg.steps, file=sys.stderr, desc=f"train {cfg.model}", unit="upd")
 

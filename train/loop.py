@@ -3,11 +3,14 @@
 Outer loop: batches of ArmReach episodes, each with its own body and one fault from the training
 mix (``train.tasks``). Inner loop: the episode itself, where the policy's state (membranes, spikes
 and, for HP/LP, the plastic trace H) is the only thing that changes. Every control step the
-student acts on the observation and is scored against the fault-aware teacher's action (MSE);
+student acts on the observation and is scored against the fault-aware teacher's action (L1 or MSE);
 with probability ``beta`` (DAgger's mixing, annealed to 0 over the first half of training) the
 teacher's action is executed instead of the student's, so the student sees the states its own
 mistakes lead to. Gradients flow back through a window of ``window`` control steps (each ``ticks``
-board ticks) and the state is carried, detached, into the next window.
+board ticks) and the state is carried, detached, into the next window. Adaptation only pays off
+inside a window, so onsets should fall inside windows (``onset`` against ``window`` and
+``episode_steps``); ``clean_steps`` starts with fault-free episodes and ``trace_penalty`` keeps the
+trace near zero while no fault acts.
 
 Data-parallel: under ``torchrun`` every rank steps its own episodes (seed + rank) and gradients
 are averaged with ``all_reduce`` before each update (gloo on CPU, nccl on CUDA); rank 0 writes.
@@ -79,6 +82,8 @@ class TrainConfig:
             raise TrainError(f"loss must be mse or l1, not {self.loss!r}.")
         if self.episode_steps % self.window:
             raise TrainError("episode_steps must be a multiple of window.")
+        if not self.kinds or set(self.kinds) - set(TRAINED_KINDS):
+            raise TrainError(f"kinds must be a subset of {', '.join(TRAINED_KINDS)}.")
         if not 0.0 <= self.p_none <= 1.0 or self.trace_penalty < 0 or self.threads < 1:
             raise TrainError("p_none must lie in [0, 1], trace_penalty >= 0 and threads >= 1.")
 
@@ -378,7 +383,7 @@ def plot_curves(history: dict[str, list], out: Path, name: str) -> None:
     import matplotlib.pyplot as plt
 
     for key, xs, ys, label in (
-        ("loss", history["step"], history["loss"], "imitation loss (MSE)"),
+        ("loss", history["step"], history["loss"], "training loss"),
         ("val_return", history["val_step"], history["val_return"], "validation return / step"),
     ):
         fig, ax = plt.subplots(figsize=(5, 3.2))

@@ -51,6 +51,31 @@ def test_cli_turns_bad_input_into_one_sentence(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == "glocal train: error: steps, batch and window must be positive."
     assert main(["train", "--evaluate", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
+    assert main(["train", "--out", str(tmp_path), "--p-none", "1.5"]) == 2
+    assert "p_none must lie in [0, 1]" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path), "--kinds", "friction"]) == 2
+    assert "kinds must be a subset of" in capsys.readouterr().err
+
+
+def test_curriculum_starts_fault_free_and_the_trace_penalty_counts_only_calm_episodes() -> None:
+    import torch
+
+    from train.loop import Rollout, model_config
+    from train.models import build_policy
+
+    def window(**overrides) -> tuple[Rollout, float]:
+        cfg = TrainConfig(model="hp", steps=4, **{**TINY, **overrides})
+        policy = build_policy(model_config(cfg), seed=0)
+        rollout = Rollout(cfg, policy, seed=5, device=torch.device("cpu"))
+        return rollout, float(rollout.window_loss(beta=0.0).detach())
+
+    clean, plain = window(clean_steps=2, p_none=0.0)
+    assert (clean.env.faults.kind == "none").all()
+    penalised = window(clean_steps=2, p_none=0.0, trace_penalty=10.0)[1]
+    assert penalised > plain * 1.001  # fault-free: the trace's drift is charged
+    # every fault acting from step 0: nothing is calm, so the penalty adds nothing
+    faulted = window(p_none=0.0, onset=(0, 0))[1]
+    assert window(p_none=0.0, onset=(0, 0), trace_penalty=10.0)[1] == pytest.approx(faulted)
 
 
 def test_evaluation_magnitudes_are_never_trained_on() -> None:

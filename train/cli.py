@@ -69,6 +69,11 @@ def register(
         help="instead of training: the closure table of these checkpoints on held-out faults",
     )
     p.add_argument("--episodes", type=int, default=100, help="episodes per fault (--evaluate)")
+    p.add_argument(
+        "--validation",
+        action="store_true",
+        help="--evaluate at training magnitudes of the trained kinds (for choosing a recipe)",
+    )
     p.set_defaults(handler=train_command)
 
 
@@ -120,7 +125,12 @@ def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
         policy, record = load_policy(path)
         policy.eval()
         controllers[record["config"]["kind"]] = policy
-    table = evaluate(controllers, episodes=args.episodes, seed=args.seed + 2024)
+    if args.validation:
+        from train.tasks import TRAINED_KINDS
+
+        table = evaluate(controllers, args.episodes, args.seed + 77, TRAINED_KINDS, False)
+    else:
+        table = evaluate(controllers, episodes=args.episodes, seed=args.seed + 2024)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "closure.json", table)

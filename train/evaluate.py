@@ -48,8 +48,13 @@ def evaluate(
     episodes: int = 100,
     seed: int = 2024,
     kinds: Sequence[str] = TRAINED_KINDS + HELD_OUT_KINDS,
+    held_out: bool = True,
 ) -> dict[str, Any]:
-    """Returns and closures of every controller and both teachers, per held-out fault kind."""
+    """Returns and closures of every controller and both teachers, per fault kind.
+
+    ``held_out=False`` draws training magnitudes instead (validation: for choosing a recipe
+    without ever looking at the evaluation faults; use another ``seed`` than the table's).
+    """
     table: dict[str, Any] = {}
     everyone: dict[str, Any] = {
         "teacher_blind": lambda env: env.teacher(False),
@@ -57,7 +62,9 @@ def evaluate(
         **controllers,
     }
     for k, kind in enumerate(kinds):
-        faults = FaultBatch.sample(np.random.default_rng(seed + k), episodes, (kind,), True, ONSET)
+        faults = FaultBatch.sample(
+            np.random.default_rng(seed + k), episodes, (kind,), held_out, ONSET
+        )
         rows = {}
         for name, controller in everyone.items():
             env = ArmReachBatch(faults, seed + 100 + k)

@@ -82,6 +82,8 @@ class TrainConfig:
             raise TrainError(f"loss must be mse or l1, not {self.loss!r}.")
         if self.episode_steps % self.window:
             raise TrainError("episode_steps must be a multiple of window.")
+        if self.trace_penalty > 0 and self.quantized:
+            raise TrainError("--trace-penalty reads the float trace; drop it or --quantized.")
         if not self.kinds or set(self.kinds) - set(TRAINED_KINDS):
             raise TrainError(f"kinds must be a subset of {', '.join(TRAINED_KINDS)}.")
         if not 0.0 <= self.p_none <= 1.0 or self.trace_penalty < 0 or self.threads < 1:

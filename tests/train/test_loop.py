@@ -135,3 +135,6 @@ def test_closure_table_scores_the_teachers_at_one_and_zero() -> None:
     assert rows["teacher_blind"]["closure_first_50"] == pytest.approx(0.0)
     assert rows["mlp"]["steps_50_200"] < rows["teacher_aware"]["steps_50_200"]  # untrained
     assert "| bias-torque | mlp |" in format_table(table)
+    trained = evaluate({"mlp": policy}, episodes=3, kinds=("bias-torque",), held_out=False)
+    blind = trained["bias-torque"]["teacher_blind"]["steps_50_200"]
+    assert blind != pytest.approx(rows["teacher_blind"]["steps_50_200"])  # other magnitudes

@@ -43,10 +43,11 @@ def run_demo(
     steps: int = DEMO_STEPS,
     fault: str = DEMO_FAULT,
 ) -> dict[str, Any]:
-    from deploy.flash import BoardProcess, connect, flash_and_boot, wait_for_board
+    from deploy.flash import connect, flash_and_boot, wait_for_board
     from deploy.mapping import render_resources
     from deploy.pack import pack_checkpoint
     from deploy.session import board_session
+    from firmware_sim.process import BoardProcess
 
     started = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)

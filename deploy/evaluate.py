@@ -146,8 +146,9 @@ def board_table(board: BoardController, episodes: int, steps: int, onset: int, s
 
 def main(argv: list[str] | None = None) -> int:
     from deploy.demo import shipped_checkpoint
-    from deploy.flash import BoardProcess, connect, flash_and_boot
+    from deploy.flash import connect, flash_and_boot
     from deploy.pack import pack_checkpoint
+    from firmware_sim.process import BoardProcess
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path)

@@ -1,17 +1,12 @@
 """Connect to a board, flash an image (progress bar, resume, hash check) and boot it.
 
-Also :class:`BoardProcess`: an emulated board (``glocal board --port pty``) in a child process,
-reached over its pty exactly like a USB-serial board; the demo, the HIL tests and the benchmark
-use it.
+An emulated board in a child process is :class:`firmware_sim.process.BoardProcess`.
 """
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from deploy.errors import DeployError
@@ -68,53 +63,6 @@ def flash_and_boot(client: Any, data: bytes, progress: bool = True) -> dict[str,
         "seconds": round(result.seconds, 3),
         "retries": result.retries,
     }
-
-
-class BoardProcess:
-    """``glocal board --port pty`` in a child process; ``url`` is the pty it announced."""
-
-    def __init__(
-        self, profile: str = "tianjic", flash_dir: str | Path | None = None, *extra: str
-    ) -> None:
-        self.flash_dir = Path(flash_dir or tempfile.mkdtemp(prefix="glocal-board-"))
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "glocal",
-                "board",
-                "--port",
-                "pty",
-                "--profile",
-                profile,
-                "--flash-dir",
-                str(self.flash_dir),
-                *extra,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        self.url = self.process.stdout.readline().strip()
-        if not self.url:
-            self.stop()
-            raise DeployError("the board process exited without announcing its port.")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-
-    def __enter__(self) -> BoardProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def wait_for_board(client: Any, seconds: float = 10.0) -> dict[str, Any]:

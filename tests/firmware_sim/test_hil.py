@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
 from firmware_sim.container import pack_image
+from firmware_sim.process import BoardProcess
 from protocol.client import Client
 from protocol.framing import encode_frame
 from protocol.messages import Message, MessageType
@@ -31,47 +29,10 @@ def make_image(seed: int) -> bytes:
     return pack_image(chain_image(random_layers(rng, [6, 32, 32, 3]), ticks_per_step=4))
 
 
-class BoardProcess:
-    """``glocal board --port pty`` in a child process; ``url`` is the first line it prints."""
-
-    def __init__(self, flash_dir, *extra: str) -> None:
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "glocal",
-                "board",
-                "--port",
-                "pty",
-                "--profile",
-                "small",
-                "--flash-dir",
-                str(flash_dir),
-                *extra,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        self.url = self.process.stdout.readline().strip()
-        if not self.url:
-            raise RuntimeError("the board process printed no port")
-
-    def client(self) -> Client:
-        transport = SerialTransport(self.url)
-        transport.open()
-        return Client(transport, timeout=0.5, retries=6, seed=int(time.time()))
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.kill()
+def client_of(board: BoardProcess) -> Client:
+    transport = SerialTransport(board.url)
+    transport.open()
+    return Client(transport, timeout=0.5, retries=6, seed=int(time.time()))
 
 
 @pytest.fixture
@@ -83,8 +44,8 @@ def board(tmp_path):
         yield Client(transport, timeout=0.5, retries=6)
         transport.close()
         return
-    process = BoardProcess(tmp_path / "flash")
-    client = process.client()
+    process = BoardProcess("small", tmp_path / "flash")
+    client = client_of(process)
     yield client
     client.transport.close()
     process.stop()
@@ -109,8 +70,8 @@ def test_flash_boot_step_read_fault_over_a_pty(board):
 def test_killed_during_flash_the_previous_image_boots_every_time(tmp_path):
     flash_dir = tmp_path / "flash"
     first, second = make_image(1), make_image(2)
-    process = BoardProcess(flash_dir)
-    client = process.client()
+    process = BoardProcess("small", flash_dir)
+    client = client_of(process)
     client.boot(client.flash(first).slot)
     good = client.status()["sha256"]
     client.transport.close()
@@ -123,8 +84,8 @@ def test_killed_during_flash_the_previous_image_boots_every_time(tmp_path):
     sha = hashlib.sha256(second).digest()
     points = rng.integers(0, len(data_requests) + 2, 20)
     for point in points:
-        process = BoardProcess(flash_dir)
-        client = process.client()
+        process = BoardProcess("small", flash_dir)
+        client = client_of(process)
         assert client.status()["sha256"] == good  # the previous image booted
         client.request(MessageType.FLASH_BEGIN, {"size": len(second), "sha256": sha})
         transport = client.transport
@@ -138,8 +99,8 @@ def test_killed_during_flash_the_previous_image_boots_every_time(tmp_path):
         time.sleep(float(rng.uniform(0, 0.02)))
         process.kill()
         transport.close()
-    process = BoardProcess(flash_dir)
-    client = process.client()
+    process = BoardProcess("small", flash_dir)
+    client = client_of(process)
     status = client.status()
     assert status["sha256"] == good and status["state"] in ("ready", "running")
     # and what survived in staging is resumed, verified and boots

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from deploy.flash import BoardProcess
+from firmware_sim.process import BoardProcess
 from tests.deploy.conftest import checkpoint, checkpoint_dir  # noqa: F401 - shared fixtures
 
 

@@ -1,4 +1,5 @@
-"""``glocal`` verbs owned by ``deploy``: pack, export-onnx, flash, run, demo, hil.
+"""``glocal`` verbs owned by ``deploy``: pack, export-onnx, flash, run, demo, hil,
+fewshot-board, export-nir.
 
 Each handler only parses and calls the library (``deploy.*``); human output goes to stderr and
 the returned dict is what ``--json`` prints.
@@ -7,12 +8,12 @@ the returned dict is what ``--json`` prints.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from deploy.errors import DeployError
+from deploy.nir_export import register_export_nir
 
 
 def register(
@@ -105,11 +106,54 @@ def register(
         description=(
             "Check a board that speaks the protocol: HELLO, STATUS, flash and resume, boot, STEP "
             "bit-exact to the spec's engine, RESET, learning on/off, bad input, fault injection "
-            "and recovery. Exit code 1 if any check fails."
+            "and recovery. Exit code 1 if any check fails. The suite flashes and boots its own "
+            "small test image, so flash your model again afterwards."
         ),
     )
     p.add_argument("--port", required=True, help="pyserial URL or pty path of the board")
     p.set_defaults(handler=hil_command)
+
+    p = subparsers.add_parser(
+        "fewshot-board",
+        parents=parents,
+        help="run the few-shot scenario's HP model on the emulated board (on-chip binding)",
+        description=(
+            "Pack the trained binding layer of a few-shot checkpoint (fewshot-hp-seedN.pt, "
+            "written by `glocal train --scenario few-shot`; a run folder means all of them) into "
+            "a one-core image and run N-way 1-shot Omniglot episodes on the emulated board: the "
+            "host extracts features, on-chip learning binds the support images to their labels, "
+            "the board's spike counts and membranes classify the queries. Reports the board's "
+            "accuracy beside torch with the board's integer numerics and torch float on the same "
+            "episodes, with 95% CIs; --out gets fewshot-board.json and fewshot-board.md."
+        ),
+        epilog="example: glocal fewshot-board results/ --ways 5 20 --episodes 1000 --out results/",
+    )
+    p.add_argument("checkpoint", help="fewshot-hp-seedN.pt, or the scenario run folder with them")
+    p.add_argument(
+        "--ways",
+        type=int,
+        nargs="+",
+        default=[5, 20],
+        metavar="N",
+        help="N-way tests (default: 5 20)",
+    )
+    p.add_argument("--episodes", type=int, default=1000, help="episodes per N (%(default)s)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="episode seed (default: 20000 + the checkpoint's training seed)",
+    )
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="Omniglot folder (default: $GLOCAL_DATA/omniglot or ../shared/data/omniglot)",
+    )
+    p.add_argument("--profile", default="tianjic", help="board profile (default: %(default)s)")
+    p.add_argument("--out", type=Path, help="folder for fewshot-board.json and fewshot-board.md")
+    p.set_defaults(handler=fewshot_board_command)
+
+    register_export_nir(subparsers, parents)
 
 
 def pack_command(args: argparse.Namespace) -> dict[str, Any]:
@@ -210,7 +254,7 @@ def run_command(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         transport.close()
     if not args.json:
-        print(json.dumps(summary["runs"], indent=2), file=sys.stderr)
+        print_runs(summary["runs"])
         print(f"wrote {args.out}", file=sys.stderr)
     return summary
 
@@ -220,14 +264,27 @@ def demo_command(args: argparse.Namespace) -> dict[str, Any]:
 
     summary = run_demo(args.out, args.checkpoint, args.episodes or DEMO_EPISODES)
     if not args.json:
-        for r in summary["runs"]:
-            print(
-                f"{r['label']}: reward/step before onset {r['reward_before_onset']:.3f}, after "
-                f"{r['reward_after_onset']:.3f}; step p50 {r['latency_ms_p50']:.2f} ms",
-                file=sys.stderr,
-            )
+        print_runs(summary["runs"])
         print(f"report: {args.out / 'report.md'} ({summary['seconds']} s)", file=sys.stderr)
     return summary
+
+
+def print_runs(runs: list[dict[str, Any]]) -> None:
+    """One line per closed-loop run, for people (--json has every figure)."""
+
+    def number(value: float | None, fmt: str) -> str:
+        return "n/a" if value is None else format(value, fmt)
+
+    for r in runs:
+        lost = f"; {r['steps_lost']} steps lost on the link" if r.get("steps_lost") else ""
+        print(
+            f"{r['label']}: return {r['return_mean']:.1f} +- {r['return_std']:.1f}, reward/step "
+            f"before onset {number(r['reward_before_onset'], '.3f')}, after "
+            f"{number(r['reward_after_onset'], '.3f')}; step p50 "
+            f"{number(r['latency_ms_p50'], '.2f')} ms, p99 {number(r['latency_ms_p99'], '.2f')} ms"
+            f"{lost}",
+            file=sys.stderr,
+        )
 
 
 def hil_command(args: argparse.Namespace) -> dict[str, Any]:
@@ -243,6 +300,25 @@ def hil_command(args: argparse.Namespace) -> dict[str, Any]:
         return run_suite(client, report)
     finally:
         transport.close()
+
+
+def fewshot_board_command(args: argparse.Namespace) -> dict[str, Any]:
+    from deploy.fewshot_board import fewshot_board
+
+    summary = fewshot_board(
+        args.checkpoint,
+        args.ways,
+        args.episodes,
+        args.seed,
+        args.data_root,
+        args.out,
+        args.profile,
+    )
+    if not args.json:
+        print(summary["table"], file=sys.stderr, end="")
+        if args.out:
+            print(f"wrote {args.out / 'fewshot-board.json'} and .md", file=sys.stderr)
+    return summary
 
 
 __all__ = ["DeployError", "register"]

@@ -196,18 +196,17 @@ def binding_graph(layer: Any, input_scale: int, metadata: dict[str, Any]) -> Any
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
 
 
-def _scenario_graph(record: dict[str, Any], n_way: int) -> tuple[Any, dict[str, Any]]:
-    """The few-shot binding layer as the board runs it (train.scenarios.board's deployment)."""
-    from train.scenarios.board import BOARD_H_MAX, BOARD_INPUT_SCALE, deployed_layer
-    from train.scenarios.fewshot import BindingRule, FewShotConfig
+def _scenario_graph(path: Path, n_way: int) -> tuple[Any, dict[str, Any]]:
+    """The few-shot binding layer as the board runs it (deploy.fewshot_board's deployment)."""
+    from deploy.fewshot_board import (
+        BOARD_H_MAX,
+        BOARD_INPUT_SCALE,
+        deployed_layer,
+        read_fewshot_checkpoint,
+    )
 
-    if record.get("scenario") != "few-shot":
-        raise DeployError(
-            f"export-nir reads few-shot scenario checkpoints, not {record.get('scenario')!r}."
-        )
-    cfg = FewShotConfig(**record["config"])
-    rule = BindingRule(cfg.n_features, cfg)
-    rule.load_state_dict(record["rule"])
+    checkpoint = read_fewshot_checkpoint(path)
+    cfg, rule = checkpoint.cfg, checkpoint.rule
     meta = {
         "source": SCENARIO_FORMAT,
         "scenario": "few-shot",
@@ -243,7 +242,7 @@ def export_nir(checkpoint: str | Path, out: str | Path, n_way: int = 5) -> dict[
     if kind == TRAIN_FORMAT:
         graph, meta = _train_graph(record)
     elif kind == SCENARIO_FORMAT:
-        graph, meta = _scenario_graph(record, n_way)
+        graph, meta = _scenario_graph(path, n_way)
     else:
         raise DeployError(f"{path} is neither a glocal training nor a scenario checkpoint.")
     out = Path(out)
@@ -267,17 +266,42 @@ def register_export_nir(
         parents=parents,
         help="export a checkpoint's static graph to NIR (plasticity in node metadata)",
         description=(
-            "Write the network of a training or few-shot scenario checkpoint as a Neuromorphic "
-            "Intermediate Representation file (Affine/Linear + LIF nodes; the local rule and the "
-            "quantisation scales in node metadata)."
+            "Write the network of a checkpoint as a Neuromorphic Intermediate Representation "
+            "(NIR) HDF5 file that other SNN tools read (nir.read, snntorch.import_nir, ...). A "
+            "robot-policy checkpoint (model.pt of `glocal train`, or its folder) becomes Input -> "
+            "Affine encoder -> Linear -> LIF hidden (+ Linear recurrence) -> Linear -> LI readout "
+            "-> Affine decoder -> Output; a few-shot scenario checkpoint (fewshot-hp-seedN.pt of "
+            "`glocal train --scenario few-shot`) becomes its N-way binding layer as deployed on "
+            "the board, Input -> Affine -> LIF -> Output (the host-side feature extractor is not "
+            "in the graph). One board tick is dt = 1e-4 s: tau = 2^decay_shift * dt. NIR has no "
+            "node for on-chip learning, so the graph runs with plasticity off; the local rule, "
+            "the reset mode (NIR's LIF resets to v_reset, i.e. hard) and train.quant's scales and "
+            "integer tables travel in node metadata."
+        ),
+        epilog=(
+            "examples: glocal export-nir train/checkpoints/armreach_hp --out armreach.nir; "
+            "glocal export-nir results/fewshot-hp-seed0.pt --n-way 20 --out fewshot20.nir"
         ),
     )
-    p.add_argument("checkpoint", help="model.pt (or its folder) or a scenario checkpoint")
-    p.add_argument("--out", default=None, help="NIR file to write (default: CHECKPOINT.nir)")
-    p.add_argument("--n-way", type=int, default=5, help="few-shot: classes of the binding layer")
+    p.add_argument("checkpoint", help="model.pt (or its folder), or a few-shot fewshot-hp-seedN.pt")
+    p.add_argument(
+        "--out", default=None, help="NIR file to write (default: CHECKPOINT with suffix .nir)"
+    )
+    p.add_argument(
+        "--n-way",
+        type=int,
+        default=5,
+        help="few-shot checkpoints: classes (neurons) of the binding layer (default: %(default)s)",
+    )
     p.set_defaults(handler=export_nir_command)
 
 
 def export_nir_command(args: argparse.Namespace) -> dict[str, Any]:
     out = args.out or str(Path(args.checkpoint).with_suffix(".nir"))
-    return export_nir(args.checkpoint, out, args.n_way)
+    summary = export_nir(args.checkpoint, out, args.n_way)
+    if not args.json:
+        import sys
+
+        nodes = " -> ".join(summary["nodes"])
+        print(f"wrote {summary['out']} ({nodes})", file=sys.stderr)
+    return summary

@@ -1,13 +1,15 @@
 """Command-line pieces for ``glocal train --scenario few-shot|continual|fault-tolerant``.
 
-The lead wires these into ``train/cli.py``: :func:`add_scenario_arguments` adds the options to
-the ``train`` parser, and ``train``'s handler calls :func:`run_scenario` when ``--scenario`` is
-given. Heavy modules are imported inside :func:`run_scenario`.
+``train/cli.py`` wires these in: :func:`add_scenario_arguments` adds the options to the
+``train`` parser, and ``train``'s handler calls :func:`run_scenario` when ``--scenario`` is
+given. Heavy modules are imported inside :func:`run_scenario`. Nothing here touches the board:
+``glocal fewshot-board`` (``deploy.fewshot_board``) runs the saved few-shot models on it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from train.errors import TrainError
@@ -43,15 +45,11 @@ def add_scenario_arguments(parser: argparse.ArgumentParser) -> None:
         help="few-shot meta-iterations (default 1200) or continual epochs per task",
     )
     g.add_argument("--test-episodes", type=int, default=1000, help="few-shot test episodes per way")
-    g.add_argument(
-        "--board-episodes",
-        type=int,
-        default=0,
-        help="few-shot: also run this many episodes per way on the emulated board",
-    )
     g.add_argument("--ways", default="5,20", help="few-shot: N-way tests (default: %(default)s)")
     g.add_argument("--tasks", type=int, default=10, help="continual: number of permuted tasks")
-    g.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
+    # where the parser has its own --threads (glocal train's), the scenario uses that one
+    with contextlib.suppress(argparse.ArgumentError):
+        g.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
 
 
 def _ints(option: str, text: str, minimum: int) -> list[int]:
@@ -80,7 +78,7 @@ def run_scenario(args: argparse.Namespace) -> dict:
             f"unknown scenario {args.scenario!r}; choose one of {', '.join(SCENARIOS)}."
         )
     seeds = _ints("--seeds", args.seeds, 0)
-    for name in ("test_episodes", "board_episodes", "tasks", "threads"):
+    for name in ("test_episodes", "tasks", "threads"):
         if getattr(args, name) < 0:
             raise TrainError(f"--{name.replace('_', '-')} must not be negative.")
     if args.iterations is not None and args.iterations < 1:
@@ -95,7 +93,7 @@ def run_scenario(args: argparse.Namespace) -> dict:
         if args.iterations is not None:
             cfg = replace(cfg, iterations=args.iterations)
         ways = tuple(_ints("--ways", args.ways, 2))
-        return runner.run_fewshot(cfg, seeds, out, args.data_root, args.board_episodes, ways=ways)
+        return runner.run_fewshot(cfg, seeds, out, args.data_root, ways=ways)
     if args.scenario == "continual":
         from train.scenarios.continual import ContinualConfig
 

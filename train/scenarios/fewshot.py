@@ -12,7 +12,7 @@ learning on, so the Hebbian trace ``H[:F, c]`` grows with the active features wh
 (and, for ``beta_post > 0``, shrinks on the silent neurons). Queries are shown with the label axons
 at 0, learning off (the trace frozen) and the membranes starting from rest; the class is the
 neuron with the highest score ``spike count + clip(v_mem / theta, -1, 1)`` (spikes first, the
-membrane breaks ties). The board runs the same protocol (:mod:`train.scenarios.board`).
+membrane breaks ties). The board runs the same protocol (``deploy.fewshot_board``).
 
 Models, on the same data and iteration budget:
 

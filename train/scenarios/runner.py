@@ -17,6 +17,7 @@ from train.scenarios.fewshot import FewShotConfig, run_fewshot_seed
 log = logging.getLogger(__name__)
 
 SPLIT_SEED = 0  # one character split for every model and seed: same data for all
+TEST_FRACTION = 0.33  # of the characters, meta-test (never seen in meta-training)
 
 
 def run_fewshot(
@@ -24,14 +25,11 @@ def run_fewshot(
     seeds: list[int],
     out: Path,
     data_root: str | Path | None = None,
-    board_episodes: int = 0,
-    input_scale: int | None = None,
-    test_fraction: float = 0.33,
+    test_fraction: float = TEST_FRACTION,
     ways: tuple[int, ...] = (5, 20),
 ) -> dict[str, Any]:
-    """Few-shot Omniglot: HP, GP, LP over ``seeds``; HP also on the board when asked."""
-    from train.scenarios.board import BOARD_INPUT_SCALE, evaluate_on_board
-
+    """Few-shot Omniglot: HP, GP, LP over ``seeds``; each HP model saved as fewshot-hp-seedN.pt
+    (``glocal fewshot-board`` runs it on the emulated board, ``glocal export-nir`` exports it)."""
     chars = load_omniglot(data_root, cfg.image_size)
     train_chars, test_chars = split_characters(chars, test_fraction, SPLIT_SEED)
     train_rot = rotate_classes(train_chars)
@@ -47,25 +45,14 @@ def run_fewshot(
         t0 = time.perf_counter()
         run = run_fewshot_seed(train_rot, test_chars, cfg, seed, ways)
         modules = run.pop("_modules")
-        if board_episodes > 0:
-            run["board"] = {
-                f"{n}-way": evaluate_on_board(
-                    modules["extractor"],
-                    modules["rule"],
-                    test_chars,
-                    n,
-                    board_episodes,
-                    20_000 + seed,
-                    input_scale or BOARD_INPUT_SCALE,
-                )
-                for n in ways
-            }
         torch.save(
             {
                 "format": "glocal-scenario-checkpoint",
                 "scenario": "few-shot",
                 "config": asdict(cfg),
                 "seed": seed,
+                # the character split, so that a reader finds the same meta-test characters
+                "split": {"seed": SPLIT_SEED, "test_fraction": test_fraction},
                 "extractor": modules["extractor"].state_dict(),
                 "rule": modules["rule"].state_dict(),
             },
@@ -79,14 +66,6 @@ def run_fewshot(
         rows[model] = report.summarise(
             [{k: v["accuracy"] for k, v in r["models"][model].items()} for r in runs]
         )
-    if board_episodes > 0:
-        for key, label in (
-            ("board_accuracy", "HP on board"),
-            ("torch_int_accuracy", "HP torch-int"),
-        ):
-            rows[label] = report.summarise(
-                [{w: r["board"][w][key] for w in r["board"]} for r in runs]
-            )
     table = report.markdown_table(
         f"Few-shot Omniglot, 1-shot, meta-test characters, mean ± std over {len(seeds)} seeds "
         f"(each seed {cfg.test_episodes} episodes)",

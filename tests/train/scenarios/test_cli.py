@@ -4,6 +4,7 @@ import argparse
 import json
 
 import pytest
+import torch
 
 from train.errors import TrainError
 from train.scenarios.cli import add_scenario_arguments, output_folder, run_scenario
@@ -44,7 +45,7 @@ def test_missing_omniglot_is_a_clear_error(tmp_path):
         run_scenario(args)
 
 
-def test_tiny_few_shot_run_writes_its_report_and_runs_on_the_board(tmp_path, omniglot_dir):
+def test_tiny_few_shot_run_writes_its_report_and_the_hp_checkpoint(tmp_path, omniglot_dir):
     out = tmp_path / "out"
     args = _args(
         "--scenario",
@@ -61,18 +62,22 @@ def test_tiny_few_shot_run_writes_its_report_and_runs_on_the_board(tmp_path, omn
         "2",
         "--ways",
         "2",
-        "--board-episodes",
-        "2",
     )
     summary = run_scenario(args)
-    assert set(summary["summary"]) == {"HP", "GP", "LP", "HP on board", "HP torch-int"}
+    assert set(summary["summary"]) == {"HP", "GP", "LP"}
     record = json.loads((out / "fewshot.json").read_text())
-    board = record["runs"][0]["board"]["2-way"]
-    assert board["episodes"] == 2
-    assert board["board_vs_torch_int_agreement"] == 1.0
+    assert "board" not in record["runs"][0]  # train never runs the board
     assert (out / "fewshot.png").stat().st_size > 1000
     assert "| HP |" in (out / "fewshot.md").read_text()
-    assert (out / "fewshot-hp-seed0.pt").exists()
+    checkpoint = torch.load(out / "fewshot-hp-seed0.pt", weights_only=False)
+    assert checkpoint["scenario"] == "few-shot" and checkpoint["seed"] == 0
+    assert checkpoint["split"] == {"seed": 0, "test_fraction": 0.33}
+    assert checkpoint["extractor"] and checkpoint["rule"]
+
+
+def test_board_episodes_is_no_longer_a_train_option():
+    with pytest.raises(SystemExit):
+        _args("--scenario", "few-shot", "--board-episodes", "2")
 
 
 def test_scenario_options_fit_beside_the_robot_training_options(tmp_path):
@@ -89,3 +94,18 @@ def test_scenario_options_fit_beside_the_robot_training_options(tmp_path):
     assert output_folder(args) == tmp_path / "o"
     with pytest.raises(TrainError, match="--seeds"):
         run_scenario(args)
+
+
+def test_glocal_train_runs_a_scenario_into_out_or_scenario_out(tmp_path, omniglot_dir):
+    """Wired into ``glocal train``: its --out is the folder unless --scenario-out is given."""
+    from glocal import cli
+
+    tiny = ["--seeds", "0", "--data-root", str(omniglot_dir), "--iterations", "1"]
+    tiny += ["--test-episodes", "1", "--ways", "2", "--threads", "1"]
+    out = tmp_path / "out"
+    assert cli.main(["train", "--scenario", "few-shot", "--out", str(out), *tiny]) == 0
+    assert (out / "fewshot.json").exists() and (out / "fewshot-hp-seed0.pt").exists()
+    other = tmp_path / "other"
+    argv = ["train", "--scenario", "few-shot", "--out", str(out / "x"), "--scenario-out"]
+    assert cli.main([*argv, str(other), *tiny]) == 0
+    assert (other / "fewshot.json").exists() and not (out / "x").exists()

@@ -2,12 +2,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import numpy as np
 import pytest
 import torch
 
 from train.errors import TrainError
-from train.scenarios.board import BoardEpisodes, quantise_binding, torch_board_scores
 from train.scenarios.data import load_omniglot, rotate_classes, split_characters
 from train.scenarios.fewshot import (
     BindingRule,
@@ -78,29 +76,6 @@ def test_meta_gradient_reaches_the_rule_and_the_extractor():
     episode_scores(ext, rule, s, q, 3, 1).sum().backward()
     for p in (rule.eta, rule.log_alpha, rule.beta, ext.fc.weight):
         assert p.grad is not None and p.grad.abs().sum() > 0
-
-
-@pytest.mark.parametrize("n_way", [3, 20])
-def test_board_binding_is_bit_exact_with_torch_integer_numerics(n_way):
-    """The on-chip trace after the support set equals train's integer model, entry for entry."""
-    dim = 12
-    cfg = FewShotConfig(n_features=dim)
-    rule = BindingRule(dim, cfg)
-    with torch.no_grad():
-        rule.eta.copy_(torch.linspace(-0.02, 0.06, dim))
-        rule.w_feat.copy_(torch.linspace(-0.1, 0.1, dim))
-        rule.beta.fill_(0.3)
-    binding = quantise_binding(rule, n_way, input_scale=8)
-    f_s, f_q = _features(n_way, dim, 2).unsqueeze(0), _features(n_way, dim, 3).unsqueeze(0)
-    trace, scores = torch_board_scores(binding, f_s, f_q, cfg.ticks)
-    board = BoardEpisodes(binding, cfg.ticks)
-    board_trace = board.bind(f_s[0].double().numpy())
-    assert np.count_nonzero(board_trace) > 0
-    np.testing.assert_array_equal(board_trace, trace[0].numpy().astype(np.int16))
-    board_scores = board.scores(f_q[0].double().numpy())
-    # spike counts agree exactly; the membrane part only differs by the 1-unit rest residue
-    np.testing.assert_array_equal(np.floor(board_scores + 1), np.floor(scores[0].numpy() + 1))
-    np.testing.assert_allclose(board_scores, scores[0].numpy(), atol=2 / binding.tables["theta"][0])
 
 
 def test_a_tiny_scenario_run_reports_every_model(omniglot_dir):

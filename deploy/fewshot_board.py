@@ -13,22 +13,37 @@ and the membranes (READ) give ``count + clip(v_mem / theta, -1, 1)``; between qu
 STEP of ``REST_TICKS`` zero-input ticks lets the membranes leak back to rest (with
 ``decay_shift = 1`` a positive residue of 1 fine unit may stay: ``1 - (1 >> 1) = 1``).
 
-This module is the one place under ``train/`` that touches ``firmware_sim`` (imported inside the
-functions that need it): it belongs in ``deploy/`` once that package takes scenario runners.
+:func:`fewshot_board` is ``glocal fewshot-board``: it reads the scenario's HP checkpoints
+(``fewshot-hp-seedN.pt``, written by ``glocal train --scenario few-shot``) and reports the
+board's accuracy beside torch's integer model and torch float on the same episodes.
 """
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from deploy.errors import DeployError
+from firmware_sim.engine import Engine
+from firmware_sim.image import Decoder, Encoder, Layer, build_image
+from firmware_sim.profiles import get_profile
 from train.quant import BoardNumerics, layer_scales, layer_tables, quantise_layer
 from train.scenarios.common import mean_ci95
-from train.scenarios.data import CharacterSet, sample_episodes
-from train.scenarios.fewshot import BindingRule, FeatureExtractor, bind_support, query_scores
+from train.scenarios.data import CharacterSet, load_omniglot, sample_episodes, split_characters
+from train.scenarios.fewshot import (
+    BindingRule,
+    FeatureExtractor,
+    FewShotConfig,
+    bind_support,
+    query_scores,
+)
 from train.snn import LayerParams
 
 REST_TICKS = 32
@@ -106,9 +121,6 @@ def torch_board_scores(
 
 def build_board_image(binding: BoardBinding, ticks: int, profile: str = "tianjic") -> Any:
     """A one-core firmware_sim image of the binding layer."""
-    from firmware_sim.image import Decoder, Encoder, Layer, build_image
-    from firmware_sim.profiles import get_profile
-
     t = binding.tables
     n_axons = binding.n_features + binding.n_way
     layer = Layer(
@@ -140,8 +152,6 @@ class BoardEpisodes:
     """Runs few-shot episodes on a firmware_sim Engine holding the binding image."""
 
     def __init__(self, binding: BoardBinding, ticks: int, profile: str = "tianjic") -> None:
-        from firmware_sim.engine import Engine
-
         self.binding = binding
         self.engine = Engine(build_board_image(binding, ticks, profile))
         self.theta = binding.tables["theta"].astype(np.float64)
@@ -180,13 +190,14 @@ def evaluate_on_board(
     seed: int,
     input_scale: int = BOARD_INPUT_SCALE,
     h_max: float | None = BOARD_H_MAX,
+    profile: str = "tianjic",
 ) -> dict[str, float]:
     """Accuracy of N-way 1-shot episodes on the board and, on the same episodes, in torch
     (float, and with the board's integer numerics) for the deployed layer (trace clip
     ``h_max``), with 95% CIs and the decision agreement of board and torch-int."""
     binding = quantise_binding(rule, n_way, input_scale, h_max)
     layer = deployed_layer(rule, n_way, h_max)
-    board = BoardEpisodes(binding, rule.cfg.ticks)
+    board = BoardEpisodes(binding, rule.cfg.ticks, profile)
     rng = np.random.default_rng(seed)
     hits: dict[str, list[float]] = {"board": [], "torch_float": [], "torch_int": []}
     agree = 0
@@ -216,3 +227,188 @@ def evaluate_on_board(
         out[f"{name}_accuracy"], out[f"{name}_ci95"] = mean_ci95(values)
     out["board_vs_torch_int_agreement"] = agree / (episodes * n_way)
     return out
+
+
+CHECKPOINT_FORMAT = "glocal-scenario-checkpoint"
+CHECKPOINT_GLOB = "fewshot-hp-seed*.pt"
+EPISODE_SEED_OFFSET = 20_000
+"""Default episode seed: ``20_000 + the checkpoint's training seed``, the episodes of the board
+table in ``docs/scenarios.md`` (torch's own test episodes use ``10_000 + seed``)."""
+
+
+@dataclass(frozen=True)
+class FewShotCheckpoint:
+    """An HP model of the few-shot scenario (``fewshot-hp-seedN.pt``) and how its data split."""
+
+    path: Path
+    cfg: FewShotConfig
+    seed: int
+    rule: BindingRule
+    extractor: FeatureExtractor | None  # None in a checkpoint that only holds the rule
+    split_seed: int
+    test_fraction: float
+
+
+def read_fewshot_checkpoint(path: str | Path) -> FewShotCheckpoint:
+    """Load a few-shot scenario checkpoint (modules in eval mode); a clear error otherwise."""
+    from train.scenarios.runner import SPLIT_SEED, TEST_FRACTION
+
+    path = Path(path)
+    if not path.is_file():
+        raise DeployError(f"no few-shot checkpoint at {path}.")
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # torch raises many types for a bad file
+        raise DeployError(f"{path} is not a readable torch checkpoint ({error}).") from None
+    if not isinstance(record, dict) or record.get("format") != CHECKPOINT_FORMAT:
+        raise DeployError(f"{path} is not a scenario checkpoint (fewshot-hp-seedN.pt).")
+    if record.get("scenario") != "few-shot":
+        raise DeployError(
+            f"{path} holds the {record.get('scenario')!r} scenario, not few-shot; pass a "
+            "fewshot-hp-seedN.pt written by `glocal train --scenario few-shot`."
+        )
+    cfg = FewShotConfig(**record["config"])
+    rule = BindingRule(cfg.n_features, cfg)
+    rule.load_state_dict(record["rule"])
+    rule.eval()
+    extractor = None
+    if record.get("extractor"):
+        extractor = FeatureExtractor(cfg.n_features, cfg.image_size)
+        extractor.load_state_dict(record["extractor"])
+        extractor.eval()
+    split = record.get("split", {})  # older checkpoints: the runner's defaults of the time
+    return FewShotCheckpoint(
+        path,
+        cfg,
+        int(record.get("seed", 0)),
+        rule,
+        extractor,
+        int(split.get("seed", SPLIT_SEED)),
+        float(split.get("test_fraction", TEST_FRACTION)),
+    )
+
+
+def fewshot_checkpoints(path: str | Path) -> list[Path]:
+    """``path`` itself, or every ``fewshot-hp-seedN.pt`` of a scenario run folder."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        found = sorted(path.glob(CHECKPOINT_GLOB))
+        if found:
+            return found
+        raise DeployError(
+            f"{path} holds no {CHECKPOINT_GLOB}; train one with "
+            f"`glocal train --scenario few-shot --out {path}`."
+        )
+    raise DeployError(f"no few-shot checkpoint or run folder at {path}.")
+
+
+def fewshot_board(
+    checkpoint: str | Path,
+    ways: Sequence[int] = (5, 20),
+    episodes: int = 1000,
+    seed: int | None = None,
+    data_root: str | Path | None = None,
+    out: str | Path | None = None,
+    profile: str = "tianjic",
+) -> dict[str, Any]:
+    """Few-shot episodes of every checkpoint under ``checkpoint`` on the emulated board.
+
+    Each N-way binding layer is packed into a one-core image and run by on-chip learning
+    (``firmware_sim`` Engine, in-process) on meta-test characters; the same episodes run in
+    torch with the board's integer numerics and in torch float. ``seed`` fixes the episodes
+    (default ``20_000 + the training seed``). With ``out``, writes ``fewshot-board.json`` and
+    ``fewshot-board.md`` there. Returns the summary (``--json``).
+    """
+    ways = [int(n) for n in ways]
+    if not ways or min(ways) < 2:
+        raise DeployError(f"--ways needs class counts of at least 2, not {ways}.")
+    if episodes < 1:
+        raise DeployError(f"--episodes must be at least 1, not {episodes}.")
+    core = get_profile(profile)
+    if max(ways) > core.neurons_per_core:
+        raise DeployError(
+            f"a {max(ways)}-way layer needs {max(ways)} neurons; one core of the {profile} "
+            f"profile has {core.neurons_per_core}: ask for fewer ways."
+        )
+    loaded = [read_fewshot_checkpoint(p) for p in fewshot_checkpoints(checkpoint)]
+    for ck in loaded:
+        if ck.extractor is None:
+            raise DeployError(f"{ck.path} has no feature extractor to run the host side with.")
+        if ck.cfg.n_features + max(ways) > core.axons_per_core:
+            raise DeployError(
+                f"{ck.cfg.n_features} features + {max(ways)} label axons exceed the "
+                f"{core.axons_per_core} axons of one {profile} core: ask for fewer ways."
+            )
+    chars: dict[tuple[int, float, int], CharacterSet] = {}
+    runs = []
+    for ck in loaded:
+        key = (ck.cfg.image_size, ck.test_fraction, ck.split_seed)
+        if key not in chars:
+            _, chars[key] = split_characters(
+                load_omniglot(data_root, ck.cfg.image_size), ck.test_fraction, ck.split_seed
+            )
+        episode_seed = EPISODE_SEED_OFFSET + ck.seed if seed is None else seed
+        results = {
+            f"{n}-way": evaluate_on_board(
+                ck.extractor, ck.rule, chars[key], n, episodes, episode_seed, profile=profile
+            )
+            for n in ways
+        }
+        runs.append(
+            {
+                "checkpoint": str(ck.path),
+                "seed": ck.seed,
+                "episode_seed": episode_seed,
+                "ways": results,
+            }
+        )
+    table = render_table(runs)
+    summary: dict[str, Any] = {
+        "episodes": episodes,
+        "ways": ways,
+        "input_scale": BOARD_INPUT_SCALE,
+        "h_max": BOARD_H_MAX,
+        "profile": profile,
+        "runs": runs,
+        "table": table,
+    }
+    if out is not None:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "fewshot-board.json").write_text(
+            json.dumps(summary, indent=2, default=_json_number) + "\n"
+        )
+        (folder / "fewshot-board.md").write_text(table)
+        summary["out"] = str(folder)
+    return summary
+
+
+def _json_number(value: Any) -> Any:
+    return float(value) if isinstance(value, np.floating | np.integer) else str(value)
+
+
+def _pct(value: float, ci: float | None = None) -> str:
+    text = f"{100 * value:.1f}"
+    if ci is not None and math.isfinite(ci):
+        text += f" ± {100 * ci:.1f}"
+    return text
+
+
+def render_table(runs: Sequence[dict[str, Any]]) -> str:
+    """The Markdown table: accuracy ± 95% CI on the board, torch-int and torch float."""
+    lines = [
+        "| seed | N | episodes | board | torch-int | torch float | board = torch-int decisions |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for run in runs:
+        for way, r in run["ways"].items():
+            lines.append(
+                f"| {run['seed']} | {way} | {r['episodes']} "
+                f"| {_pct(r['board_accuracy'], r['board_ci95'])} "
+                f"| {_pct(r['torch_int_accuracy'], r['torch_int_ci95'])} "
+                f"| {_pct(r['torch_float_accuracy'], r['torch_float_ci95'])} "
+                f"| {_pct(r['board_vs_torch_int_agreement'])}% |"
+            )
+    return "\n".join(lines) + "\n"

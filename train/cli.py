@@ -74,10 +74,18 @@ def register(
         action="store_true",
         help="--evaluate at training magnitudes of the trained kinds (for choosing a recipe)",
     )
+    from train.scenarios.cli import add_scenario_arguments
+
+    add_scenario_arguments(p)
     p.set_defaults(handler=train_command)
 
 
 def train_command(args: argparse.Namespace) -> dict[str, Any]:
+    if args.scenario:
+        from train.scenarios.cli import run_scenario
+
+        return run_scenario(args)
+
     from pathlib import Path
 
     if args.evaluate is not None:

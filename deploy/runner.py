@@ -24,7 +24,7 @@ import numpy as np
 from deploy.engines import Controller
 from deploy.errors import DeployError
 from deploy.faults import FaultPlan, link_active
-from protocol.errors import ProtocolError
+from protocol.errors import LinkTimeoutError
 
 
 @dataclass
@@ -126,9 +126,10 @@ def run(
                 try:
                     action = controller.step(obs)
                     latency[e, t] = (time.perf_counter() - started) * 1e3
-                except ProtocolError:
+                except LinkTimeoutError:
                     # the link lost this STEP after every retry: hold the last command, as
-                    # a motor driver does when its controller goes quiet
+                    # a motor driver does when its controller goes quiet (a NAK is no loss:
+                    # the board refused the request, and that ends the run with its sentence)
                     lost[e] += 1
                     action = held
                 held = action
@@ -148,7 +149,7 @@ def run(
                 if probe and e == 0:
                     try:
                         probed = controller.probe()
-                    except ProtocolError:
+                    except LinkTimeoutError:
                         line["probe_lost"] = True
                 if probed is not None:
                     trace_abs[t] = float(np.mean(np.abs(probed["trace"])))

@@ -57,6 +57,12 @@ def register(
         default=0.0,
         help="weight of the trace's squared contribution while no fault acts (hp, lp)",
     )
+    p.add_argument(
+        "--lam-logit",
+        type=float,
+        default=3.0,
+        help="initial logit of the trace decay lambda per tick (3: 0.95, 5: 0.993)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
     p.add_argument("--quantized", action="store_true", help="train through the board's integers")
     p.add_argument("--checkpoint-every", type=int, default=50, help="updates between resume.pt")

@@ -60,6 +60,7 @@ class TrainConfig:
     p_none: float = 0.15  # fraction of fault-free episodes
     clean_steps: int = 0  # curriculum: the first updates see fault-free episodes only
     trace_penalty: float = 0.0  # weight of mean (alpha*H)^2 while no fault acts (HP/LP)
+    lam_logit: float = 3.0  # initial logit of lambda (HP, LP): 3 ~ 0.95, 5 ~ 0.993 per tick
     threads: int = 1  # torch intra-op threads per process (1: a busy 2-core box thrashes on 2)
     kinds: tuple[str, ...] = TRAINED_KINDS
     lr: float = 3e-3
@@ -93,7 +94,9 @@ class TrainConfig:
 def model_config(cfg: TrainConfig) -> ModelConfig:
     """The policy's shape: spiking kinds at ``n_hidden``, LSTM/MLP matched to HP's parameters."""
     n_obs, n_act = ArmReachBatch.n_obs, ArmReachBatch.n_act
-    base = ModelConfig(cfg.model, n_obs, n_act, cfg.n_hidden, ticks=cfg.ticks)
+    base = ModelConfig(
+        cfg.model, n_obs, n_act, cfg.n_hidden, ticks=cfg.ticks, lam_logit=cfg.lam_logit
+    )
     if cfg.model in SPIKING_KINDS:
         return replace(base, quantized=cfg.quantized)
     target = count_parameters(build_policy(replace(base, kind="hp")))

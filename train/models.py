@@ -45,6 +45,7 @@ class ModelConfig:
     h_max: float = 1.0
     surrogate_width: float = 1.0
     input_scale: int = 16  # board input units per float input unit on encoder axons
+    lam_logit: float = 3.0  # initial logit of the trace decay: sigmoid(3) ~ 0.95 per tick
     quantized: bool = False  # train through the board's integer semantics (train.quant)
 
     def __post_init__(self) -> None:
@@ -139,7 +140,7 @@ class SpikingPolicy(Policy):
         self.plastic = config.kind in ("hp", "lp")
         if self.plastic:
             self.alpha = nn.Parameter(torch.tensor(0.1))
-            self.lam_logit = nn.Parameter(torch.tensor(5.0))  # lambda = sigmoid(5) ~ 0.993 per tick
+            self.lam_logit = nn.Parameter(torch.tensor(config.lam_logit))
             self.eta_pre = nn.Parameter(torch.full((n_pre,), 0.01))
             self.beta_post = nn.Parameter(torch.full((config.n_hidden,), 0.2))
             # The board clips every row at one integer h_max; encoder rows store their trace

@@ -78,6 +78,17 @@ def test_curriculum_starts_fault_free_and_the_trace_penalty_counts_only_calm_epi
     assert window(p_none=0.0, onset=(0, 0), trace_penalty=10.0)[1] == pytest.approx(faulted)
 
 
+def test_trace_decay_starts_from_the_configured_logit() -> None:
+    import torch
+
+    from train.loop import model_config
+    from train.models import build_policy
+
+    for logit, lam in ((3.0, 0.9526), (5.0, 0.9933)):
+        policy = build_policy(model_config(TrainConfig(model="hp", lam_logit=logit, **TINY)))
+        assert float(torch.sigmoid(policy.lam_logit.detach())) == pytest.approx(lam, abs=1e-4)
+
+
 def test_evaluation_magnitudes_are_never_trained_on() -> None:
     rng = np.random.default_rng(0)
     for kind in TRAINED_KINDS:

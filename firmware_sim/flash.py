@@ -69,7 +69,10 @@ class FlashStore:
         if staged is None or offset != staged.held or offset + len(data) > staged.size:
             raise FlashError("a flash write does not continue the staged image; begin again.")
         path = self.root / "staging.bin"
-        if path.stat().st_size != offset:  # bytes past the image end from a torn append
+        # A kill between the steps of begin() or commit() can leave staging.json without its
+        # bytes (held = 0): then this append starts the file anew. Bytes past the staged end
+        # come from a torn append and are cut off.
+        if path.exists() and path.stat().st_size != offset:
             os.truncate(path, offset)
         with open(path, "ab") as handle:
             handle.write(data)

@@ -157,3 +157,23 @@ def test_flash_store_commit_never_touches_the_active_slot(tmp_path):
         slot = store.commit()
         store.activate(slot)
         assert store.active_image() == (n % 2, data)
+
+
+@pytest.mark.parametrize("torn_at", ["begin", "commit"])
+def test_flash_store_resumes_after_a_kill_between_the_steps_of_begin_or_commit(tmp_path, torn_at):
+    # begin() writes staging.json before it creates staging.bin, and commit() renames
+    # staging.bin away before it removes staging.json: a kill in between leaves the metadata
+    # without its bytes, which must read as "nothing held yet", not break the next write.
+    data = b"an image that was being flashed"
+    store = FlashStore(tmp_path)
+    store.begin(hashlib.sha256(data).digest(), len(data))
+    if torn_at == "commit":
+        store.write(0, data)
+        (tmp_path / "staging.bin").rename(tmp_path / "slot-A.glc")
+    else:
+        (tmp_path / "staging.bin").unlink()
+    restarted = FlashStore(tmp_path)
+    assert restarted.staging().held == 0
+    restarted.write(0, data)
+    assert restarted.staging().held == len(data)
+    assert restarted.slot_image(restarted.commit()) == data

@@ -17,7 +17,7 @@ from typing import Any
 from deploy.errors import DeployError
 
 DEMO_ENV = "glocal/ArmReach-v0"
-DEMO_FAULT = "robot:reversed-motor:joint=0,gain=-0.95,onset=150"
+DEMO_FAULT = "robot:bias-torque:joint=1,bias=0.35,onset=150"
 DEMO_EPISODES = 6
 DEMO_STEPS = 300
 DEMO_PROFILE = "tianjic"

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from deploy.demo import DEMO_FAULT
 from deploy.flash import connect
 from deploy.hil import CHECKS, run_suite
 from glocal.cli import main
@@ -84,4 +85,4 @@ def test_demo_end_to_end_under_three_minutes(checkpoint_dir, tmp_path, capsys) -
     ):
         assert (out / name).stat().st_size > 0
     report = (out / "report.md").read_text()
-    assert "reversed-motor" in report and "learning off" in report
+    assert DEMO_FAULT.split(":")[1] in report and "learning off" in report

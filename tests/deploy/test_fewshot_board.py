@@ -20,24 +20,8 @@ from deploy.fewshot_board import (
     torch_board_scores,
 )
 from glocal import cli
-from tests.train.scenarios.conftest import omniglot_dir  # noqa: F401 (a fixture)
+from tests.train.scenarios.conftest import TINY, features, omniglot_dir  # noqa: F401
 from train.scenarios.fewshot import BindingRule, FewShotConfig
-
-TINY = FewShotConfig(
-    image_size=14,
-    n_features=9,
-    iterations=2,
-    meta_batch=2,
-    train_way=2,
-    train_query=1,
-    gp_steps=2,
-    test_episodes=2,
-    eval_batch=2,
-)
-
-
-def _features(n: int, dim: int, seed: int) -> torch.Tensor:
-    return torch.tanh(torch.randn(n, dim, generator=torch.Generator().manual_seed(seed)) * 2)
 
 
 @pytest.mark.parametrize("n_way", [3, 20])
@@ -51,7 +35,7 @@ def test_board_binding_is_bit_exact_with_torch_integer_numerics(n_way):
         rule.w_feat.copy_(torch.linspace(-0.1, 0.1, dim))
         rule.beta.fill_(0.3)
     binding = quantise_binding(rule, n_way, input_scale=8)
-    f_s, f_q = _features(n_way, dim, 2).unsqueeze(0), _features(n_way, dim, 3).unsqueeze(0)
+    f_s, f_q = features(n_way, dim, 2).unsqueeze(0), features(n_way, dim, 3).unsqueeze(0)
     trace, scores = torch_board_scores(binding, f_s, f_q, cfg.ticks)
     board = BoardEpisodes(binding, cfg.ticks)
     board_trace = board.bind(f_s[0].double().numpy())

@@ -1,4 +1,5 @@
-"""Tiny made-up Omniglot: a standard-layout zip and an extracted folder that overlap."""
+"""Tiny made-up Omniglot (a standard-layout zip and an extracted folder that overlap), a tiny
+few-shot configuration and random features, shared by the scenario and the board tests."""
 
 from __future__ import annotations
 
@@ -7,7 +8,27 @@ import zipfile
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+
+from train.scenarios.fewshot import FewShotConfig
+
+TINY = FewShotConfig(
+    image_size=14,
+    n_features=9,
+    iterations=3,
+    meta_batch=2,
+    train_way=2,
+    train_query=1,
+    gp_steps=3,
+    test_episodes=4,
+    eval_batch=2,
+)
+
+
+def features(n: int, dim: int, seed: int) -> torch.Tensor:
+    """``n`` random feature vectors in (-1, 1), seeded."""
+    return torch.tanh(torch.randn(n, dim, generator=torch.Generator().manual_seed(seed)) * 2)
 
 
 def _png(pixels: np.ndarray) -> bytes:

@@ -5,6 +5,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from tests.train.scenarios.conftest import TINY, features
 from train.errors import TrainError
 from train.scenarios.data import load_omniglot, rotate_classes, split_characters
 from train.scenarios.fewshot import (
@@ -16,22 +17,6 @@ from train.scenarios.fewshot import (
     query_scores,
     run_fewshot_seed,
 )
-
-TINY = FewShotConfig(
-    image_size=14,
-    n_features=9,
-    iterations=3,
-    meta_batch=2,
-    train_way=2,
-    train_query=1,
-    gp_steps=3,
-    test_episodes=4,
-    eval_batch=2,
-)
-
-
-def _features(n: int, dim: int, seed: int) -> torch.Tensor:
-    return torch.tanh(torch.randn(n, dim, generator=torch.Generator().manual_seed(seed)) * 2)
 
 
 def _orthogonal(n: int, dim: int) -> torch.Tensor:
@@ -59,7 +44,7 @@ def test_hebbian_binding_names_the_class_of_a_repeated_support_image():
 def test_without_the_trace_the_layer_cannot_tell_classes_apart():
     n_way, dim = 4, 16
     rule = hand_set_rule(dim, FewShotConfig(n_features=dim))
-    feats = _features(n_way, dim, 1).unsqueeze(0)
+    feats = features(n_way, dim, 1).unsqueeze(0)
     layer = rule.layer(n_way)
     with torch.no_grad():
         scores = query_scores(feats, torch.zeros(1, dim + n_way, n_way), layer, ticks=8)
@@ -88,7 +73,7 @@ def test_a_tiny_scenario_run_reports_every_model(omniglot_dir):
     assert len(run["loss_curves"]["HP"]) == TINY.iterations
 
 
-def test_pooled_pixels_are_fixed_centred_features():
+def test_pooled_pixels_are_fixed_centredfeatures():
     from train.scenarios.fewshot import PooledPixels
 
     images = torch.rand(2, 3, 28, 28, generator=torch.Generator().manual_seed(0))

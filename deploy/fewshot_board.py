@@ -256,10 +256,9 @@ def read_fewshot_checkpoint(path: str | Path) -> FewShotCheckpoint:
     path = Path(path)
     if not path.is_file():
         raise DeployError(f"no few-shot checkpoint at {path}.")
-    try:
-        record = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # torch raises many types for a bad file
-        raise DeployError(f"{path} is not a readable torch checkpoint ({error}).") from None
+    from train.checkpoint import load_record
+
+    record = load_record(path, DeployError)
     if not isinstance(record, dict) or record.get("format") != CHECKPOINT_FORMAT:
         raise DeployError(f"{path} is not a scenario checkpoint (fewshot-hp-seedN.pt).")
     if record.get("scenario") != "few-shot":

@@ -225,7 +225,6 @@ def export_nir(checkpoint: str | Path, out: str | Path, n_way: int = 5) -> dict[
         import nir
     except ImportError:
         raise DeployError("export-nir needs the `nir` package: pip install nir.") from None
-    import torch
 
     path = Path(checkpoint)
     if path.is_dir():
@@ -234,10 +233,9 @@ def export_nir(checkpoint: str | Path, out: str | Path, n_way: int = 5) -> dict[
         raise DeployError(f"no checkpoint at {path}.")
     if n_way < 1:
         raise DeployError(f"--n-way must be at least 1, not {n_way}.")
-    try:
-        record = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # torch raises many types for a bad file
-        raise DeployError(f"{path} is not a readable torch checkpoint ({error}).") from None
+    from train.checkpoint import load_record
+
+    record = load_record(path, DeployError)
     kind = record.get("format") if isinstance(record, dict) else None
     if kind == TRAIN_FORMAT:
         graph, meta = _train_graph(record)

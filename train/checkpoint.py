@@ -80,6 +80,15 @@ def save_model(path: Path, policy: Policy, train_config: dict[str, Any], step: i
     )
 
 
+def load_record(path: Path, error_type: type[Exception] = TrainError) -> Any:
+    """``torch.load`` of any glocal checkpoint file on the CPU; a file torch cannot read is one
+    sentence, raised as ``error_type`` (the caller's package's root error)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # torch raises many types for a bad file
+        raise error_type(f"{path} is not a readable torch checkpoint ({error}).") from None
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint dict, checked for format and version."""
     path = Path(path)
@@ -87,10 +96,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         path = path / MODEL_FILE
     if not path.exists():
         raise TrainError(f"no checkpoint at {path}; train one with `glocal train --out DIR`.")
-    try:
-        record = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # torch raises many types for a bad file
-        raise TrainError(f"{path} is not a readable torch checkpoint ({error}).") from None
+    record = load_record(path)
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise TrainError(f"{path} is not a glocal training checkpoint.")
     if record.get("version") != VERSION:

@@ -95,6 +95,52 @@ class Policy(nn.Module):
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class ChipFaults:
+    """On-chip faults of a batch of episodes, drawn as the board draws them (docs/board-spec.md
+    §8), so training can see the faults the chip will have: stuck-at-zero synapses (the whole
+    ``w_eff``, trace included) and dead hidden neurons. A dead readout neuron is left out: nothing
+    downstream could make up for it."""
+
+    hidden_keep: torch.Tensor  # (B, n_obs + n_hidden, n_hidden): 0 where stuck at zero
+    readout_keep: torch.Tensor  # (B, n_hidden, n_act)
+    hidden_alive: torch.Tensor  # (B, n_hidden): 0 where dead
+
+    @classmethod
+    def sample(
+        cls,
+        config: ModelConfig,
+        batch: int,
+        stuck_max: float,
+        dead_max: float,
+        generator: torch.Generator,
+        p_faulty: float = 0.5,
+    ) -> ChipFaults:
+        """A fraction ``p_faulty`` of episodes gets faults, each kind at a fraction drawn
+        uniformly up to its maximum; the other episodes run fault-free."""
+
+        def fractions(most: float) -> torch.Tensor:
+            faulty = torch.rand(batch, generator=generator) < p_faulty
+            return torch.rand(batch, generator=generator) * most * faulty
+
+        def keep(shape: tuple[int, ...], fraction: torch.Tensor) -> torch.Tensor:
+            drawn = torch.rand((batch, *shape), generator=generator)
+            return (drawn >= fraction.view(-1, *([1] * len(shape)))).float()
+
+        n_pre = config.n_obs + config.n_hidden
+        stuck = fractions(stuck_max)
+        return cls(
+            hidden_keep=keep((n_pre, config.n_hidden), stuck),
+            readout_keep=keep((config.n_hidden, config.n_act), stuck),
+            hidden_alive=keep((config.n_hidden,), fractions(dead_max)),
+        )
+
+    def to(self, device: torch.device) -> ChipFaults:
+        return ChipFaults(
+            self.hidden_keep.to(device), self.readout_keep.to(device), self.hidden_alive.to(device)
+        )
+
+
 def detach_state(state: Any) -> Any:
     """Cut the BPTT graph at a window boundary (state values are kept)."""
     if isinstance(state, torch.Tensor):
@@ -152,10 +198,11 @@ class SpikingPolicy(Policy):
                 ]
             )
             self.register_buffer("h_max_rows", (config.h_max * rows).unsqueeze(1))
+        self.chip_faults: ChipFaults | None = None  # set by training for fault tolerance
 
     def net_params(self) -> NetParams:
         """The immutable parameter record the pure step function runs on."""
-        c = self.config
+        c, faults = self.config, self.chip_faults
         rule = None
         if self.plastic:
             rule = PlasticParams(
@@ -172,12 +219,15 @@ class SpikingPolicy(Policy):
             reset=c.reset,
             plastic=rule,
             surrogate_width=c.surrogate_width,
+            synapse_keep=faults.hidden_keep if faults else None,
+            neuron_alive=faults.hidden_alive if faults else None,
         )
         readout = LayerParams(
             w=self.w_readout,
             theta=torch.zeros(c.n_act, dtype=self.w_readout.dtype, device=self.w_readout.device),
             decay_shift=c.readout_decay_shift,
             spiking=False,
+            synapse_keep=faults.readout_keep if faults else None,
         )
         return NetParams(
             hidden=hidden,

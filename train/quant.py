@@ -113,12 +113,23 @@ class BoardNumerics(Numerics):
         return h, torch.where(active, torch.zeros_like(age), age)
 
     def current(
-        self, x: torch.Tensor, w: torch.Tensor, rule: PlasticParams | None, h: torch.Tensor
+        self,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        rule: PlasticParams | None,
+        h: torch.Tensor,
+        keep: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        if rule is None:
+        if rule is None and keep is None:
             return x @ (w * FINE_PER_WEIGHT_LSB)
-        w_eff = w * FINE_PER_WEIGHT_LSB + ste_floor(rule.alpha * h / FINE_PER_WEIGHT_LSB)
-        return torch.bmm(x.unsqueeze(1), w_eff.clamp(W_EFF_MIN, W_EFF_MAX)).squeeze(1)
+        w_eff = w * FINE_PER_WEIGHT_LSB
+        if rule is not None:
+            w_eff = (w_eff + ste_floor(rule.alpha * h / FINE_PER_WEIGHT_LSB)).clamp(
+                W_EFF_MIN, W_EFF_MAX
+            )
+        if keep is not None:
+            w_eff = w_eff * keep
+        return torch.bmm(x.unsqueeze(1), w_eff.expand(x.shape[0], -1, -1)).squeeze(1)
 
     def leak(self, v_mem: torch.Tensor, decay_shift: int) -> torch.Tensor:
         return v_mem - ste_floor(v_mem * 2.0**-decay_shift)

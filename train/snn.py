@@ -75,6 +75,9 @@ class LayerParams:
     plastic: PlasticParams | None = None
     surrogate_width: float = 1.0
     spiking: bool = True  # False: a leaky integrator read out by its membrane (the decoder)
+    # On-chip faults of each episode (training for fault tolerance; docs/board-spec.md §8):
+    synapse_keep: torch.Tensor | None = None  # (B, n_pre, n_post): 0 where w_eff is stuck at zero
+    neuron_alive: torch.Tensor | None = None  # (B, n_post): 0 where the neuron never fires
 
     def __post_init__(self) -> None:
         if self.reset not in RESET_MODES:
@@ -104,8 +107,16 @@ class Numerics:
         return lam * h, age
 
     def current(
-        self, x: torch.Tensor, w: torch.Tensor, rule: PlasticParams | None, h: torch.Tensor
+        self,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        rule: PlasticParams | None,
+        h: torch.Tensor,
+        keep: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        if keep is not None:  # stuck synapses: the whole w_eff is zero there, per episode
+            w_eff = w if rule is None else w + rule.alpha * h
+            return torch.bmm(x.unsqueeze(1), w_eff * keep).squeeze(1)
         current = x @ w
         if rule is not None:
             # alpha * (x . H) rather than x . (alpha * H): one small product instead of a big one
@@ -143,16 +154,20 @@ def layer_step(
     h, age = state.h, state.age
     if rule is not None:
         h, age = numerics.decay(h, age, x != 0, rule.lam)
-    current = numerics.current(x, params.w, rule, h)
+    current = numerics.current(x, params.w, rule, h, params.synapse_keep)
     v_mem = numerics.membrane(numerics.leak(state.v_mem, params.decay_shift) + current)
     if params.spiking:
         spikes = spike(v_mem - params.theta, params.surrogate_width)
+        if params.neuron_alive is not None:
+            spikes = spikes * params.neuron_alive
         if params.reset == "soft":
             v_mem = numerics.membrane(v_mem - params.theta * spikes)
         else:
             v_mem = v_mem * (1.0 - spikes)
     else:
         spikes = torch.zeros_like(v_mem)
+    if params.neuron_alive is not None:  # a dead neuron never fires and rests at zero
+        v_mem = v_mem * params.neuron_alive
     if rule is not None:
         post = (spikes - rule.beta_post).clamp(-1.0, 1.0)
         hebb = (rule.eta_pre * x).unsqueeze(2) * post.unsqueeze(1)

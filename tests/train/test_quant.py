@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from train.models import ModelConfig, build_policy
+from train.models import ChipFaults, ModelConfig, build_policy
 from train.quant import BoardNumerics, lambda_powers, layer_tables
 from train.snn import init_net_state, net_step
 
@@ -25,8 +25,15 @@ def sat(x: np.ndarray, bits: int) -> np.ndarray:
 class SpecCore:
     """One core of the spec, learning on, modulator off."""
 
-    def __init__(self, tables: dict[str, np.ndarray], reset_mode: str) -> None:
+    def __init__(
+        self,
+        tables: dict[str, np.ndarray],
+        reset_mode: str,
+        stuck: np.ndarray | None = None,
+        dead: np.ndarray | None = None,
+    ) -> None:
         self.t = {k: v.astype(np.int64) for k, v in tables.items()}
+        self.stuck, self.dead = stuck, dead  # stuck-at-zero synapses, dead neurons (spec §8)
         n_axons, n_neurons = self.t["weights"].shape
         self.v = np.zeros(n_neurons, np.int64)
         self.h = np.zeros((n_axons, n_neurons), np.int64)
@@ -42,9 +49,13 @@ class SpecCore:
                 k = min(t_plastic - self.last[i], 4095)
                 self.h[i] = (self.h[i] * self.lam_pow[k]) >> 16
         w_eff = sat((t["weights"] << 8) + ((t["alpha"][0] * self.h) >> 8), 16)
+        if self.stuck is not None:
+            w_eff = np.where(self.stuck, 0, w_eff)
         current = (x[active, None] * w_eff[active]).sum(0)
         self.v = sat(self.v - (self.v >> t["decay_shift"]) + current, 24)
         s = (self.v >= t["theta"]).astype(np.int64)
+        if self.dead is not None:
+            s, self.v = np.where(self.dead, 0, s), np.where(self.dead, 0, self.v)
         if self.soft:
             self.v = np.where(s == 1, sat(self.v - t["theta"], 24), self.v)
         else:
@@ -67,11 +78,23 @@ def encode(obs: np.ndarray, gain: np.ndarray, bias: np.ndarray) -> np.ndarray:
     return sat((gain * obs_q + (bias << 16)) >> 24, 8)
 
 
-@pytest.mark.parametrize("reset", ["soft", "hard"])
-def test_fake_quant_matches_the_spec_tick_for_tick(reset: str) -> None:
+@pytest.mark.parametrize("reset, chip_faults", [("soft", False), ("hard", False), ("soft", True)])
+def test_fake_quant_matches_the_spec_tick_for_tick(reset: str, chip_faults: bool) -> None:
     torch.manual_seed(0)
     config = ModelConfig("hp", n_obs=3, n_act=2, n_hidden=6, ticks=1, reset=reset, quantized=True)
     policy = build_policy(config, seed=3).double()
+    stuck = dead = readout_stuck = None
+    if chip_faults:  # 20 % stuck-at-zero synapses and one dead neuron, as training draws them
+        faults = ChipFaults.sample(config, 1, 0.4, 0.0, torch.Generator().manual_seed(4), 1.0)
+        alive = torch.ones(1, 6, dtype=torch.float64)
+        alive[0, 4] = 0.0
+        policy.chip_faults = ChipFaults(
+            faults.hidden_keep.double(), faults.readout_keep.double(), alive
+        )
+        stuck = faults.hidden_keep[0].numpy() == 0
+        readout_stuck = faults.readout_keep[0].numpy() == 0
+        dead = alive[0].numpy() == 0
+        assert stuck.any() and readout_stuck.any()
     with torch.no_grad():  # lively enough that spikes, saturating currents and traces all occur
         policy.eta_pre.mul_(20.0)
         policy.alpha.fill_(2.0)
@@ -82,8 +105,8 @@ def test_fake_quant_matches_the_spec_tick_for_tick(reset: str) -> None:
     readout_t = layer_tables(board.readout)
     enc_gain = board.enc_gain.detach().numpy().astype(np.int64)
     enc_bias = board.enc_bias.detach().numpy().astype(np.int64)
-    hidden = SpecCore(hidden_t, reset)
-    readout = SpecCore(readout_t, reset)
+    hidden = SpecCore(hidden_t, reset, stuck, dead)
+    readout = SpecCore(readout_t, reset, readout_stuck)
     spiked = np.zeros(config.n_hidden, np.int64)
 
     rng = np.random.default_rng(7)

@@ -16,7 +16,7 @@ and says how to start and detach its state, so one training loop and one evaluat
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
@@ -105,6 +105,7 @@ class ChipFaults:
     hidden_keep: torch.Tensor  # (B, n_obs + n_hidden, n_hidden): 0 where stuck at zero
     readout_keep: torch.Tensor  # (B, n_hidden, n_act)
     hidden_alive: torch.Tensor  # (B, n_hidden): 0 where dead
+    faulty: torch.Tensor  # (B,) bool: the episode has any fault
 
     @classmethod
     def sample(
@@ -128,17 +129,16 @@ class ChipFaults:
             return (drawn >= fraction.view(-1, *([1] * len(shape)))).float()
 
         n_pre = config.n_obs + config.n_hidden
-        stuck = fractions(stuck_max)
+        stuck, dead = fractions(stuck_max), fractions(dead_max)
         return cls(
             hidden_keep=keep((n_pre, config.n_hidden), stuck),
             readout_keep=keep((config.n_hidden, config.n_act), stuck),
-            hidden_alive=keep((config.n_hidden,), fractions(dead_max)),
+            hidden_alive=keep((config.n_hidden,), dead),
+            faulty=(stuck > 0) | (dead > 0),
         )
 
     def to(self, device: torch.device) -> ChipFaults:
-        return ChipFaults(
-            self.hidden_keep.to(device), self.readout_keep.to(device), self.hidden_alive.to(device)
-        )
+        return ChipFaults(*(getattr(self, f.name).to(device) for f in fields(self)))
 
 
 def detach_state(state: Any) -> Any:

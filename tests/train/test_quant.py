@@ -88,8 +88,11 @@ def test_fake_quant_matches_the_spec_tick_for_tick(reset: str, chip_faults: bool
         faults = ChipFaults.sample(config, 1, 0.4, 0.0, torch.Generator().manual_seed(4), 1.0)
         alive = torch.ones(1, 6, dtype=torch.float64)
         alive[0, 4] = 0.0
-        policy.chip_faults = ChipFaults(
-            faults.hidden_keep.double(), faults.readout_keep.double(), alive
+        policy.chip_faults = replace(
+            faults,
+            hidden_keep=faults.hidden_keep.double(),
+            readout_keep=faults.readout_keep.double(),
+            hidden_alive=alive,
         )
         stuck = faults.hidden_keep[0].numpy() == 0
         readout_stuck = faults.readout_keep[0].numpy() == 0

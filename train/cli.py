@@ -22,7 +22,11 @@ def register(
             "with the same arguments resumes). Runs data-parallel under torchrun."
         ),
     )
-    p.add_argument("--task", default="glocal/ArmReach-v0", help="task id (glocal/ArmReach-v0)")
+    p.add_argument(
+        "--task",
+        default="glocal/ArmReach-v0",
+        help="task id: glocal/ArmReach-v0 or Reacher-v5 (MuJoCo; train.tasks.TASKS)",
+    )
     p.add_argument("--model", default="hp", choices=["hp", "gp", "lp", "lstm", "mlp"])
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0)
@@ -131,24 +135,33 @@ def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
     from train.checkpoint import load_policy, write_json
     from train.errors import TrainError
     from train.evaluate import evaluate, format_table
+    from train.tasks import TASK_ID, get_task
 
     if not args.evaluate:
         raise TrainError("--evaluate needs at least one checkpoint folder.")
-    controllers = {}
+    controllers, tasks = {}, set()
     for path in args.evaluate:
         policy, record = load_policy(path)
         policy.eval()
         controllers[record["config"]["kind"]] = policy
+        tasks.add(record["train"].get("task", TASK_ID))
+    if len(tasks) > 1:
+        raise TrainError(
+            f"the checkpoints were trained on different tasks ({', '.join(sorted(tasks))}); "
+            "evaluate one task at a time."
+        )
+    task_id = tasks.pop()
     if args.validation:
-        from train.tasks import TRAINED_KINDS
-
-        table = evaluate(controllers, args.episodes, args.seed + 77, TRAINED_KINDS, False)
+        kinds = get_task(task_id).trained_kinds
+        table = evaluate(controllers, args.episodes, args.seed + 77, kinds, False, task_id)
     else:
-        table = evaluate(controllers, episodes=args.episodes, seed=args.seed + 2024)
+        table = evaluate(
+            controllers, episodes=args.episodes, seed=args.seed + 2024, task_id=task_id
+        )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "closure.json", table)
     text = format_table(table)
     (out / "closure.md").write_text(text + "\n")
     print(text, file=sys.stderr)
-    return {"closure": table}
+    return {"task": task_id, "closure": table}

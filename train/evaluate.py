@@ -8,8 +8,11 @@ onset and steps 50-200 after onset. Closure per segment is
     closure = (R_controller - R_blind) / (R_aware - R_blind)
 
 the fraction of the gap between the fault-blind and the fault-aware teacher that the controller
-closes (1: as good as knowing the fault, 0: no better than ignoring it). Where the teachers'
-gap is below ``MIN_GAP`` closure is not defined (reported as None).
+closes (1: as good as knowing the fault, 0: no better than ignoring it). Where the fault-aware
+teacher is not better than the blind one by the task's ``min_gap`` (``MIN_GAP`` on ArmReach)
+closure is not defined (reported as None): on Reacher-v5 the aware teacher pays more for control
+than it gains in distance under some faults (payload), and a fraction of a negative gap means
+nothing. The task (``train.tasks.TASKS``) gives the episodes, the bands and ``min_gap``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import torch
 
 from train.loop import run_episodes
 from train.models import Policy
-from train.tasks import HELD_OUT_KINDS, TRAINED_KINDS, ArmReachBatch, FaultBatch
+from train.tasks import TASK_ID, FaultBatch, get_task
 
 ONSET = 100
 AFTER = 200
@@ -38,23 +41,28 @@ def segment_returns(rewards: np.ndarray, onset: int = ONSET) -> dict[str, float]
     }
 
 
-def closure(value: float, blind: float, aware: float) -> float | None:
+def closure(value: float, blind: float, aware: float, min_gap: float = MIN_GAP) -> float | None:
     gap = aware - blind
-    return None if abs(gap) < MIN_GAP else (value - blind) / gap
+    return None if gap < min_gap else (value - blind) / gap
 
 
 def evaluate(
     controllers: dict[str, Policy],
     episodes: int = 100,
     seed: int = 2024,
-    kinds: Sequence[str] = TRAINED_KINDS + HELD_OUT_KINDS,
+    kinds: Sequence[str] | None = None,
     held_out: bool = True,
+    task_id: str = TASK_ID,
 ) -> dict[str, Any]:
-    """Returns and closures of every controller and both teachers, per fault kind.
+    """Returns and closures of every controller and both teachers, per fault kind (default:
+    the task's trained and held-out kinds).
 
     ``held_out=False`` draws training magnitudes instead (validation: for choosing a recipe
     without ever looking at the evaluation faults; use another ``seed`` than the table's).
     """
+    task = get_task(task_id)
+    if kinds is None:
+        kinds = task.trained_kinds + task.held_out_kinds
     table: dict[str, Any] = {}
     everyone: dict[str, Any] = {
         "teacher_blind": lambda env: env.teacher(False),
@@ -63,17 +71,17 @@ def evaluate(
     }
     for k, kind in enumerate(kinds):
         faults = FaultBatch.sample(
-            np.random.default_rng(seed + k), episodes, (kind,), held_out, ONSET
+            np.random.default_rng(seed + k), episodes, (kind,), held_out, ONSET, bands=task.bands
         )
         rows = {}
         for name, controller in everyone.items():
-            env = ArmReachBatch(faults, seed + 100 + k)
+            env = task.new_batch(faults, seed + 100 + k, False, ONSET + AFTER)
             rewards = run_episodes(controller, env, ONSET + AFTER, torch.device("cpu"))
             rows[name] = segment_returns(rewards)
         blind, aware = rows["teacher_blind"], rows["teacher_aware"]
         for row in rows.values():
             for seg in SEGMENTS[1:]:
-                row[f"closure_{seg}"] = closure(row[seg], blind[seg], aware[seg])
+                row[f"closure_{seg}"] = closure(row[seg], blind[seg], aware[seg], task.min_gap)
         table[kind] = rows
     return table
 

@@ -1,8 +1,9 @@
 """Meta-training by DAgger-style imitation of the fault-aware teacher, with truncated BPTT.
 
-Outer loop: batches of ArmReach episodes, each with its own body and one fault from the training
-mix (``train.tasks``). Inner loop: the episode itself, where the policy's state (membranes, spikes
-and, for HP/LP, the plastic trace H) is the only thing that changes. Every control step the
+Outer loop: batches of episodes of the task (``train.tasks.TASKS``: ArmReach, Reacher-v5), each
+with its own body or seed and one fault from the training mix. Inner loop: the episode itself,
+where the policy's state (membranes, spikes and, for HP/LP, the plastic trace H) is the only
+thing that changes. Every control step the
 student acts on the observation and is scored against the fault-aware teacher's action (L1 or MSE);
 with probability ``beta`` (DAgger's mixing, annealed to 0 over the first half of training) the
 teacher's action is executed instead of the student's, so the student sees the states its own
@@ -40,7 +41,7 @@ from train.models import (
     detach_state,
     matched_hidden,
 )
-from train.tasks import TASK_ID, TRAINED_KINDS, ArmReachBatch, FaultBatch
+from train.tasks import TASK_ID, TASKS, TRAINED_KINDS, FaultBatch, get_task
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +76,7 @@ class TrainConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        if self.task != TASK_ID:
-            raise TrainError(f"unknown task {self.task!r}; the training task is {TASK_ID}.")
+        task = get_task(self.task)
         if self.steps < 1 or self.batch < 1 or self.window < 1:
             raise TrainError("steps, batch and window must be positive.")
         if self.loss not in ("mse", "l1"):
@@ -85,15 +85,16 @@ class TrainConfig:
             raise TrainError("episode_steps must be a multiple of window.")
         if self.trace_penalty > 0 and self.quantized:
             raise TrainError("--trace-penalty reads the float trace; drop it or --quantized.")
-        if not self.kinds or set(self.kinds) - set(TRAINED_KINDS):
-            raise TrainError(f"kinds must be a subset of {', '.join(TRAINED_KINDS)}.")
+        if not self.kinds or set(self.kinds) - set(task.trained_kinds):
+            raise TrainError(f"kinds must be a subset of {', '.join(task.trained_kinds)}.")
         if not 0.0 <= self.p_none <= 1.0 or self.trace_penalty < 0 or self.threads < 1:
             raise TrainError("p_none must lie in [0, 1], trace_penalty >= 0 and threads >= 1.")
 
 
 def model_config(cfg: TrainConfig) -> ModelConfig:
     """The policy's shape: spiking kinds at ``n_hidden``, LSTM/MLP matched to HP's parameters."""
-    n_obs, n_act = ArmReachBatch.n_obs, ArmReachBatch.n_act
+    task = TASKS[cfg.task]
+    n_obs, n_act = task.n_obs, task.n_act
     base = ModelConfig(
         cfg.model, n_obs, n_act, cfg.n_hidden, ticks=cfg.ticks, lam_logit=cfg.lam_logit
     )
@@ -103,18 +104,21 @@ def model_config(cfg: TrainConfig) -> ModelConfig:
     return replace(base, n_hidden=matched_hidden(cfg.model, n_obs, n_act, target))
 
 
-def fit_scaling(policy: Policy, seed: int) -> None:
+def fit_scaling(policy: Policy, seed: int, task_id: str = TASK_ID) -> None:
     """Encoder ranges from teacher rollouts (1st-99th percentile of each observation)."""
+    task = get_task(task_id)
     rng = np.random.default_rng(seed)
-    faults = FaultBatch.sample(rng, 64, TRAINED_KINDS, held_out=False, onset=(20, 150))
-    env = ArmReachBatch(faults, seed)
+    faults = FaultBatch.sample(
+        rng, 64, task.trained_kinds, held_out=False, onset=(20, 150), bands=task.bands
+    )
+    env = task.new_batch(faults, seed, False, 200)
     seen = []
     for _ in range(200):
         seen.append(env.observe())
         env.step(env.teacher(True))
     obs = np.concatenate(seen)
     low, high = np.percentile(obs, 1, axis=0), np.percentile(obs, 99, axis=0)
-    ones = torch.ones(ArmReachBatch.n_act)
+    ones = torch.ones(task.n_act)
     policy.set_scaling(torch.tensor(low), torch.tensor(high), -ones, ones)
 
 
@@ -161,6 +165,7 @@ class Rollout:
 
     def __init__(self, cfg: TrainConfig, policy: Policy, seed: int, device: torch.device) -> None:
         self.cfg, self.policy, self.device = cfg, policy, device
+        self.task = TASKS[cfg.task]
         self.rng = np.random.default_rng(seed)
         self.episodes = 0
         self._new_batch(1.0 if cfg.clean_steps > 0 else None)
@@ -169,9 +174,9 @@ class Rollout:
         seed = int(self.rng.integers(2**31))
         p_none = self.cfg.p_none if p_none is None else p_none
         faults = FaultBatch.sample(
-            self.rng, self.cfg.batch, self.cfg.kinds, False, self.cfg.onset, p_none
+            self.rng, self.cfg.batch, self.cfg.kinds, False, self.cfg.onset, p_none, self.task.bands
         )
-        self.env = ArmReachBatch(faults, seed, stagger=True)
+        self.env = self.task.new_batch(faults, seed, True, self.cfg.episode_steps)
         self.obs = self.env.observe()
         self.state = self.policy.initial_state(self.cfg.batch)
         self.state = _to(self.state, self.device)
@@ -217,22 +222,28 @@ def _to(state: Any, device: torch.device) -> Any:
     return state
 
 
-def validate(policy: Policy, seed: int, device: torch.device, episodes: int = 16) -> float:
+def validate(
+    policy: Policy, seed: int, device: torch.device, episodes: int = 16, task_id: str = TASK_ID
+) -> float:
     """Mean per-step return on seeded episodes at *training* magnitudes (never the eval set)."""
+    task = get_task(task_id)
     rng = np.random.default_rng(seed)
-    faults = FaultBatch.sample(rng, episodes, TRAINED_KINDS, held_out=False, onset=50)
-    returns = run_episodes(policy, ArmReachBatch(faults, seed), 120, device)
+    faults = FaultBatch.sample(
+        rng, episodes, task.trained_kinds, held_out=False, onset=50, bands=task.bands
+    )
+    returns = run_episodes(policy, task.new_batch(faults, seed, False, 120), 120, device)
     return float(returns.mean())
 
 
 @torch.no_grad()
 def run_episodes(
-    policy: Policy | Callable[[ArmReachBatch], np.ndarray],
-    env: ArmReachBatch,
+    policy: Policy | Callable[[Any], np.ndarray],
+    env: Any,
     steps: int,
     device: torch.device | None = None,
 ) -> np.ndarray:
-    """Per-step rewards (steps, B) of a policy (or a teacher: a function of the env)."""
+    """Per-step rewards (steps, B) of a policy (or a teacher: a function of the env) on a task's
+    batch (``ArmReachBatch``, ``GymBatch``)."""
     rewards = np.zeros((steps, env.batch))
     state = None
     if isinstance(policy, Policy):
@@ -280,7 +291,7 @@ def _train(
 
     mcfg = model_config(cfg)
     policy = build_policy(mcfg, seed=cfg.seed)
-    fit_scaling(policy, cfg.seed)
+    fit_scaling(policy, cfg.seed, cfg.task)
     policy.to(device)
     optimiser = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr)
     history: dict[str, list] = {"step": [], "loss": [], "val_step": [], "val_return": []}
@@ -319,7 +330,7 @@ def _train(
         metrics = {"loss": history["loss"][-1], "beta": beta}
         if (step + 1) % cfg.validate_every == 0 or step + 1 == cfg.steps:
             history["val_step"].append(step + 1)
-            history["val_return"].append(validate(policy, 12345, device))
+            history["val_return"].append(validate(policy, 12345, device, task_id=cfg.task))
             metrics["val_return"] = history["val_return"][-1]
         if progress is not None and dist.main:
             progress(step + 1, cfg.steps, metrics)

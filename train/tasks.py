@@ -24,7 +24,9 @@ body and inverts gain and bias. Teacher actions are clipped to the action space.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -65,19 +67,21 @@ class FaultBatch:
         held_out: bool,
         onset: tuple[int, int] | int,
         p_none: float = 0.0,
+        bands: Mapping[str, Any] = BANDS,
     ) -> FaultBatch:
-        """Faults of ``kinds`` at training (``held_out=False``) or evaluation magnitudes."""
+        """Faults of ``kinds`` at training (``held_out=False``) or evaluation magnitudes of
+        ``bands`` (a task's, :data:`BANDS` for ArmReach)."""
         kind = rng.choice(np.array(kinds), batch)
         if p_none > 0:
             kind = np.where(rng.random(batch) < p_none, NONE, kind)
         magnitude = np.zeros(batch)
         for name in set(kind.tolist()) - {NONE}:
             rows = np.flatnonzero(kind == name)
-            train_bands, eval_band = BANDS[name]
-            bands = (eval_band,) if held_out else train_bands
-            pick = rng.integers(0, len(bands), rows.size)
-            low = np.array([bands[i][0] for i in pick])
-            high = np.array([bands[i][1] for i in pick])
+            train_bands, eval_band = bands[name]
+            drawn = (eval_band,) if held_out else train_bands
+            pick = rng.integers(0, len(drawn), rows.size)
+            low = np.array([drawn[i][0] for i in pick])
+            high = np.array([drawn[i][1] for i in pick])
             magnitude[rows] = rng.uniform(low, high)
             if name == "bias-torque":
                 magnitude[rows] *= rng.choice([-1.0, 1.0], rows.size)
@@ -179,3 +183,114 @@ class ArmReachBatch:
             fresh = arm.sample_target(self.rng, self.base, (self.batch,))
             self.target = np.where(switch[:, None], fresh, self.target)
         return self.observe(), rew
+
+
+# The robot_env spec key of each kind's magnitude (payload needs no joint: the fingertip).
+MAGNITUDE_KEYS = {
+    "gain-loss": "gain",
+    "reversed-motor": "gain",
+    "bias-torque": "bias",
+    "saturation": "limit",
+    "friction": "scale",
+    "payload": "mass",
+}
+
+
+def fault_spec(
+    kind: str, joint: int, magnitude: float, onset: int, digits: int | None = None
+) -> str | None:
+    """One :class:`FaultBatch` row as a robot_env spec string (``None`` for a fault-free one),
+    e.g. ``robot:gain-loss:joint=1,gain=0.45,onset=50``; the magnitude at full precision unless
+    ``digits`` rounds it."""
+    kind = str(kind)
+    if kind == NONE:
+        return None
+    value = repr(float(magnitude)) if digits is None else f"{float(magnitude):.{digits}f}"
+    target = "" if kind == "payload" else f"joint={int(joint)},"
+    return f"robot:{kind}:{target}{MAGNITUDE_KEYS[kind]}={value},onset={int(onset)}"
+
+
+# Reacher-v5 (gymnasium's MuJoCo arm: links 0.1 m and 0.11 m of 0.036 kg, joint armature
+# 1 kg m^2 and damping 1, gear 200): the same kinds, held-out magnitudes between trained bands,
+# placed where the teachers differ. Its inertia is almost all armature (the motors' rotors), so
+# a payload is sized against that, as ArmReach's 0.7-0.9 kg about doubles its shoulder inertia:
+# 20 kg at the 0.21 m reach adds 0.9 kg m^2 (0.5 kg, link-sized, moves the return by 5e-4).
+# Gains above 0.3 barely slow this teacher down, so gain loss is held out at 0.22-0.3.
+REACHER_BANDS: dict[str, tuple[tuple[tuple[float, float], ...], tuple[float, float]]] = {
+    "gain-loss": (((0.08, 0.18), (0.35, 0.6)), (0.22, 0.3)),
+    "bias-torque": (((0.02, 0.045), (0.095, 0.14)), (0.06, 0.08)),
+    "payload": (((5.0, 12.0), (30.0, 45.0)), (18.0, 24.0)),
+    "reversed-motor": (((-1.4, -1.1), (-0.8, -0.6)), (-1.05, -0.85)),
+    "saturation": ((), (0.3, 0.4)),
+    "friction": ((), (6.0, 10.0)),
+}
+
+
+@dataclass(frozen=True)
+class Task:
+    """What training, its evaluation and deploy look up about one task id.
+
+    ``new_batch(faults, seed, stagger, steps)`` makes the batched episodes (``steps`` long at
+    least); ``make_env(faults, steps)`` the single env deploy's closed loop runs (``None``:
+    ``robot_env.make(env_id, faults)`` as registered). ``min_gap`` is the teachers' smallest
+    per-step gap at which a closure is defined (rewards differ in scale between tasks).
+    """
+
+    env_id: str
+    n_obs: int
+    n_act: int
+    bands: Mapping[str, tuple[tuple[tuple[float, float], ...], tuple[float, float]]]
+    new_batch: Callable[..., Any]
+    make_env: Callable[..., Any] | None = None
+    trained_kinds: tuple[str, ...] = TRAINED_KINDS
+    held_out_kinds: tuple[str, ...] = HELD_OUT_KINDS
+    min_gap: float = 1e-3
+    reward: str = ""
+
+
+def _arm_batch(faults: FaultBatch, seed: int, stagger: bool = False, steps: int = 0):
+    return ArmReachBatch(faults, seed, stagger)  # never truncates: steps is moot
+
+
+def _reacher_batch(faults: FaultBatch, seed: int, stagger: bool = False, steps: int = 300):
+    from train.gym_batch import GymBatch
+
+    return GymBatch(faults, seed, stagger, steps)
+
+
+def _reacher_env(faults=(), steps: int = 300):
+    from train.gym_batch import make_reacher
+
+    return make_reacher(faults, steps)
+
+
+TASKS: dict[str, Task] = {
+    TASK_ID: Task(
+        TASK_ID,
+        arm.OBS_SIZE,
+        2,
+        BANDS,
+        _arm_batch,
+        reward="-|fingertip - target| / reach",
+    ),
+    "Reacher-v5": Task(
+        "Reacher-v5",
+        10,
+        2,
+        REACHER_BANDS,
+        _reacher_batch,
+        _reacher_env,
+        min_gap=2.5e-4,
+        reward="-|fingertip - target| - |action|^2 (m; gymnasium's own)",
+    ),
+}
+
+
+def get_task(task_id: str, error: type[Exception] | None = None) -> Task:
+    """The registry's entry for ``task_id``; an unknown id raises ``error`` (default
+    :class:`train.errors.TrainError`) with one sentence."""
+    if task_id not in TASKS:
+        from train.errors import TrainError
+
+        raise (error or TrainError)(f"unknown task {task_id!r}; the tasks are {', '.join(TASKS)}.")
+    return TASKS[task_id]

@@ -1,13 +1,17 @@
 """The closing-note table: the board over a pty, held-out robot faults and on-chip faults.
 
-    python -m deploy.evaluate [--checkpoint DIR] [--episodes 100] [--steps 300] --out DIR
+    python -m deploy.evaluate [--checkpoint DIR] [--env ID] [--episodes 100] [--steps 300] --out DIR
 
-Robot part (ArmReach): per fault kind (reversed motor, gain loss, bias torque, payload), seeded
-episodes with the fault at a held-out magnitude (``train.tasks.BANDS``, never trained on) on a
-random joint from ``onset`` on. Controllers on the same episodes: the board with learning on and
-off (same image), torch with learning on and off (same checkpoint), the fault-blind and the
-fault-aware teacher. Closure over the steps after onset is train's definition,
-``(R - R_blind) / (R_aware - R_blind)``.
+The task is the checkpoint's (``train`` config), or ``--env`` for a checkpoint that names none;
+``train.tasks.TASKS`` says how to build its env and where its held-out magnitudes lie.
+
+Robot part: per fault kind (reversed motor, gain loss, bias torque, payload), seeded episodes
+with the fault at a held-out magnitude (the task's bands, ``train.tasks.BANDS`` on ArmReach,
+``REACHER_BANDS`` on Reacher-v5; never trained on) on a random joint from ``onset`` on.
+Controllers on the same episodes: the board with learning on and off (same image), torch with
+learning on and off (same checkpoint), the fault-blind and the fault-aware teacher. Closure over
+the steps after onset is train's definition, ``(R - R_blind) / (R_aware - R_blind)``, undefined
+where the aware teacher is not better by ``train.evaluate.MIN_GAP``.
 
 Board part: the nominal task with on-chip faults (10 % stuck-at-zero synapses, 5 % dead
 neurons, weight bit flips), learning on and off; return relative to the fault-free run of the
@@ -25,12 +29,12 @@ from typing import Any
 import numpy as np
 
 from deploy.engines import BoardController, TorchController
+from deploy.errors import DeployError
 from deploy.faults import route_faults
 from deploy.runner import run
 
-ENV = "glocal/ArmReach-v0"
+ENV = "glocal/ArmReach-v0"  # for a checkpoint that names no task
 ROBOT_KINDS = ("reversed-motor", "gain-loss", "bias-torque", "payload")
-MAGNITUDE_KEYS = {"reversed-motor": "gain", "gain-loss": "gain", "bias-torque": "bias"}
 BOARD_FAULTS = {
     "stuck-zero 10%": "board:stuck-zero:core=all,fraction=0.1,onset={onset}",
     "dead-neuron 5%": "board:dead-neuron:core=all,fraction=0.05,onset={onset}",
@@ -62,18 +66,44 @@ class TeacherController:
         return {}
 
 
-def robot_spec(kind: str, rng: np.random.Generator, onset: int) -> str:
-    """One held-out fault of ``kind`` on a random joint."""
-    from train.tasks import BANDS
+class TaskEnv:
+    """The task of a run: its id, the env factory for the runner and its fault bands."""
 
-    low, high = BANDS[kind][1]
+    def __init__(self, task_id: str, steps: int) -> None:
+        from train.tasks import get_task
+
+        self.id = task_id
+        self.spec = get_task(task_id, DeployError)
+        make = self.spec.make_env
+        self.make_env = None if make is None else (lambda faults: make(faults, steps))
+
+    def run(self, controller: Any, plan: Any, seed: int, steps: int, learning: bool, **kw: Any):
+        return run(
+            controller,
+            self.spec.env_id,
+            plan,
+            1,
+            seed=seed,
+            steps=steps,
+            learning=learning,
+            make_env=self.make_env,
+            **kw,
+        )
+
+
+def robot_spec(
+    kind: str, rng: np.random.Generator, onset: int, bands: dict[str, Any] | None = None
+) -> str:
+    """One held-out fault of ``kind`` on a random joint (``bands``: the task's, default
+    ArmReach's)."""
+    from train.tasks import BANDS, fault_spec
+
+    low, high = (bands or BANDS)[kind][1]
     value = rng.uniform(low, high)
     joint = int(rng.integers(0, 2))
-    if kind == "payload":
-        return f"robot:payload:mass={value:.4f},onset={onset}"
     if kind == "bias-torque":
         value *= rng.choice([-1.0, 1.0])
-    return f"robot:{kind}:joint={joint},{MAGNITUDE_KEYS[kind]}={value:.4f},onset={onset}"
+    return fault_spec(kind, joint, value, onset, digits=4)
 
 
 def after_onset(result: Any, onset: int) -> float:
@@ -81,32 +111,32 @@ def after_onset(result: Any, onset: int) -> float:
 
 
 def robot_table(
-    controllers: dict[str, tuple[Any, bool]], episodes: int, steps: int, onset: int, seed: int
+    controllers: dict[str, tuple[Any, bool]],
+    episodes: int,
+    steps: int,
+    onset: int,
+    seed: int,
+    task: TaskEnv | None = None,
 ) -> dict[str, Any]:
+    from train.evaluate import closure
+
+    task = task or TaskEnv(ENV, steps)
     table: dict[str, Any] = {}
     for k, kind in enumerate(ROBOT_KINDS):
         rng = np.random.default_rng(seed + k)
-        specs = [robot_spec(kind, rng, onset) for _ in range(episodes)]
+        specs = [robot_spec(kind, rng, onset, task.spec.bands) for _ in range(episodes)]
         rows: dict[str, list[float]] = {name: [] for name in controllers}
         for e, spec in enumerate(specs):
             plan = route_faults([spec])
             for name, (controller, learning) in controllers.items():
-                result = run(
-                    controller,
-                    ENV,
-                    plan,
-                    1,
-                    seed=seed + 1000 * k + e,
-                    steps=steps,
-                    learning=learning,
-                )
+                result = task.run(controller, plan, seed + 1000 * k + e, steps, learning)
                 rows[name].append(after_onset(result, onset))
         means = {name: float(np.mean(values)) for name, values in rows.items()}
-        gap = means["teacher-aware"] - means["teacher-blind"]
+        blind, aware = means["teacher-blind"], means["teacher-aware"]
         table[kind] = {
             name: {
                 "reward_after_onset": value,
-                "closure": None if abs(gap) < 1e-3 else (value - means["teacher-blind"]) / gap,
+                "closure": closure(value, blind, aware),
             }
             for name, value in means.items()
         }
@@ -127,33 +157,34 @@ def on_fresh_boards(
     onset: int,
     seed: int,
     learning: bool,
+    task: TaskEnv | None = None,
 ) -> float:
     """Mean reward per step after onset, each episode on a freshly booted image: bit flips
     change weight memory (as on a chip), so without the reboot they would pile up across
-    episodes and runs."""
-    plan = route_faults([spec.format(onset=onset)] if spec else [])
+    episodes and runs. Each episode draws its own faulty synapses, neurons or bits (fault seed
+    ``seed + e``): the table is over chips, not one chip's draw."""
+    task = task or TaskEnv(ENV, steps)
     rewards = []
     for e in range(episodes):
+        plan = route_faults([f"{spec.format(onset=onset)},seed={seed + e}"] if spec else [])
         reboot(board.client)
-        result = run(
-            board,
-            ENV,
-            plan,
-            1,
-            seed=seed + e,
-            steps=steps,
-            learning=learning,
-            board_client=board.client,
-        )
+        result = task.run(board, plan, seed + e, steps, learning, board_client=board.client)
         rewards.append(result.rewards)
     return float(np.nanmean(np.concatenate(rewards)[:, onset:]))
 
 
-def board_table(board: BoardController, episodes: int, steps: int, onset: int, seed: int):
+def board_table(
+    board: BoardController,
+    episodes: int,
+    steps: int,
+    onset: int,
+    seed: int,
+    task: TaskEnv | None = None,
+):
     table: dict[str, Any] = {}
     for learning in (True, False):
         row = {
-            name: on_fresh_boards(board, spec, episodes, steps, onset, seed, learning)
+            name: on_fresh_boards(board, spec, episodes, steps, onset, seed, learning, task)
             for name, spec in {"fault-free": None, **BOARD_FAULTS}.items()
         }
         base = row["fault-free"]
@@ -167,6 +198,29 @@ def board_table(board: BoardController, episodes: int, steps: int, onset: int, s
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The tables; bad input (a missing checkpoint, an unknown task) is one sentence, exit 2."""
+    from train.errors import TrainError
+
+    try:
+        return evaluate_main(argv)
+    except (DeployError, TrainError) as error:
+        print(f"deploy.evaluate: error: {error}", file=sys.stderr)
+        return 2
+
+
+def task_of(checkpoint_task: str, env: str | None) -> str:
+    """The checkpoint's task, or ``env`` where the checkpoint names none; never both apart."""
+    from train.tasks import TASKS
+
+    if env is not None and checkpoint_task in TASKS and env != checkpoint_task:
+        raise DeployError(
+            f"the checkpoint was trained on {checkpoint_task}, not {env}; drop --env or pass "
+            f"a checkpoint trained on {env}."
+        )
+    return env or (checkpoint_task if checkpoint_task in TASKS else ENV)
+
+
+def evaluate_main(argv: list[str] | None = None) -> int:
     from deploy.demo import shipped_checkpoint
     from deploy.flash import connect, flash_and_boot
     from deploy.pack import pack_checkpoint
@@ -174,6 +228,11 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument(
+        "--env",
+        help="task id when the checkpoint names none (train.tasks.TASKS: glocal/ArmReach-v0, "
+        "Reacher-v5); default: the checkpoint's task",
+    )
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--onset", type=int, default=100)
@@ -188,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     packed = pack_checkpoint(args.checkpoint or shipped_checkpoint(), "tianjic")
+    task = TaskEnv(task_of(packed.checkpoint.task, args.env), args.steps)
     args.out.mkdir(parents=True, exist_ok=True)
     with BoardProcess("tianjic") as process:
         client, transport = connect(process.url)
@@ -204,11 +264,12 @@ def main(argv: list[str] | None = None) -> int:
         }
         robot = on_chip = None
         if "robot" in args.parts:
-            robot = robot_table(controllers, args.episodes, args.steps, args.onset, args.seed)
+            robot = robot_table(controllers, args.episodes, args.steps, args.onset, args.seed, task)
         if "board" in args.parts:
-            on_chip = board_table(board, args.episodes, args.steps, args.onset, args.seed)
+            on_chip = board_table(board, args.episodes, args.steps, args.onset, args.seed, task)
         transport.close()
     result = {
+        "env": task.id,
         "episodes": args.episodes,
         "steps": args.steps,
         "onset": args.onset,
@@ -216,8 +277,43 @@ def main(argv: list[str] | None = None) -> int:
         "board": on_chip,
     }
     (args.out / "closing_table.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / "closing_table.md").write_text(format_tables(result))
     print(json.dumps(result, indent=2))
     return 0
+
+
+ROBOT_COLUMNS = ("board on", "board off", "torch on", "torch off", "teacher-blind", "teacher-aware")
+
+
+def format_tables(result: dict[str, Any]) -> str:
+    """The tables as Markdown: reward per step after onset, closure (robot) or the return
+    relative to fault-free (board) in brackets."""
+    lines = [f"{result['env']}, {result['episodes']} episodes of {result['steps']} steps, "]
+    lines[0] += f"onset {result['onset']}: reward per step after onset\n"
+    if result["robot"]:
+        lines += ["| fault | " + " | ".join(ROBOT_COLUMNS) + " |"]
+        lines += ["| --- " * (len(ROBOT_COLUMNS) + 1) + "|"]
+        for kind, rows in result["robot"].items():
+            cells = []
+            for name in ROBOT_COLUMNS:
+                value, share = rows[name]["reward_after_onset"], rows[name]["closure"]
+                bracket = "" if name.startswith("teacher") else " (n/a)"
+                if share is not None and not name.startswith("teacher"):
+                    bracket = f" ({share:.3f})"
+                cells.append(f"{value:.3f}{bracket}")
+            lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if result["board"]:
+        lines += ["| on-chip fault | learning on | learning off |", "| --- | --- | --- |"]
+        on, off = result["board"]["learning on"], result["board"]["learning off"]
+        for name in on:
+            cells = [
+                f"{row[name]['reward_after_onset']:.3f} ({row[name]['relative_return']:.3f})"
+                for row in (on, off)
+            ]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

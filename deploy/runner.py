@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -79,8 +80,13 @@ def run(
     frames_every: int = 0,
     board_client: Any = None,
     link: Any = None,
+    make_env: Callable[[list[Any]], Any] | None = None,
 ) -> RunResult:
-    """Run ``episodes`` closed-loop episodes; see the module docstring."""
+    """Run ``episodes`` closed-loop episodes; see the module docstring.
+
+    ``make_env(robot_faults)`` builds the env instead of ``robot_env.make(env_id, ...)``, for a
+    task that training wraps further (``train.tasks.TASKS[...].make_env``: Reacher-v5 with long
+    episodes and moving targets)."""
     import robot_env
 
     if episodes < 1:
@@ -91,7 +97,10 @@ def run(
         raise DeployError("link faults need a link to a board; run them with --port.")
     label = label or f"{controller.name}-{'on' if learning else 'off'}"
     kwargs = {"render_mode": "rgb_array"} if frames_every else {}
-    env = robot_env.make(env_id, plan.robot, **kwargs)
+    if make_env is not None:
+        env = make_env(plan.robot)
+    else:
+        env = robot_env.make(env_id, plan.robot, **kwargs)
     if hasattr(controller, "bind"):  # a controller that reads the env itself (a teacher)
         controller.bind(env)
     limit = env.spec.max_episode_steps if env.spec is not None else None

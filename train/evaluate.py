@@ -9,10 +9,10 @@ onset and steps 50-200 after onset. Closure per segment is
 
 the fraction of the gap between the fault-blind and the fault-aware teacher that the controller
 closes (1: as good as knowing the fault, 0: no better than ignoring it). Where the fault-aware
-teacher is not better than the blind one by the task's ``min_gap`` (``MIN_GAP`` on ArmReach)
-closure is not defined (reported as None): on Reacher-v5 the aware teacher pays more for control
-than it gains in distance under some faults (payload), and a fraction of a negative gap means
-nothing. The task (``train.tasks.TASKS``) gives the episodes, the bands and ``min_gap``.
+teacher is not better than the blind one by ``MIN_GAP`` per step, closure is not defined
+(reported as None): on Reacher-v5 the aware teacher pays more for control than it gains in
+distance under a payload, and a fraction of a negative gap means nothing. The task
+(``train.tasks.TASKS``) gives the episodes and the bands.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ def segment_returns(rewards: np.ndarray, onset: int = ONSET) -> dict[str, float]
     }
 
 
-def closure(value: float, blind: float, aware: float, min_gap: float = MIN_GAP) -> float | None:
+def closure(value: float, blind: float, aware: float) -> float | None:
     gap = aware - blind
-    return None if gap < min_gap else (value - blind) / gap
+    return None if gap < MIN_GAP else (value - blind) / gap
 
 
 def evaluate(
@@ -81,7 +81,7 @@ def evaluate(
         blind, aware = rows["teacher_blind"], rows["teacher_aware"]
         for row in rows.values():
             for seg in SEGMENTS[1:]:
-                row[f"closure_{seg}"] = closure(row[seg], blind[seg], aware[seg], task.min_gap)
+                row[f"closure_{seg}"] = closure(row[seg], blind[seg], aware[seg])
         table[kind] = rows
     return table
 

@@ -54,12 +54,13 @@ def move_reacher_target(unwrapped: gym.Env) -> np.ndarray:
     return unwrapped._get_obs()
 
 
-class Retarget(gym.Wrapper):
+class Retarget(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Move Reacher's target every ``period`` steps (after step ``k`` with ``(k + phase) %
     period == 0``), see :func:`move_reacher_target`."""
 
     def __init__(self, env: gym.Env, period: int = TARGET_PERIOD, phase: int = 0) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, period=period, phase=phase)
+        gym.Wrapper.__init__(self, env)
         self.period, self.phase, self.steps = period, phase, 0
 
     def reset(self, **kwargs):

@@ -232,8 +232,7 @@ class Task:
 
     ``new_batch(faults, seed, stagger, steps)`` makes the batched episodes (``steps`` long at
     least); ``make_env(faults, steps)`` the single env deploy's closed loop runs (``None``:
-    ``robot_env.make(env_id, faults)`` as registered). ``min_gap`` is the teachers' smallest
-    per-step gap at which a closure is defined (rewards differ in scale between tasks).
+    ``robot_env.make(env_id, faults)`` as registered).
     """
 
     env_id: str
@@ -244,7 +243,6 @@ class Task:
     make_env: Callable[..., Any] | None = None
     trained_kinds: tuple[str, ...] = TRAINED_KINDS
     held_out_kinds: tuple[str, ...] = HELD_OUT_KINDS
-    min_gap: float = 1e-3
     reward: str = ""
 
 
@@ -280,7 +278,6 @@ TASKS: dict[str, Task] = {
         REACHER_BANDS,
         _reacher_batch,
         _reacher_env,
-        min_gap=2.5e-4,
         reward="-|fingertip - target| - |action|^2 (m; gymnasium's own)",
     ),
 }

@@ -1,0 +1,107 @@
+"""deploy.evaluate picks the checkpoint's task: its env, its held-out bands, one-sentence errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deploy.errors import DeployError
+from deploy.evaluate import ENV, TaskEnv, evaluate_main, main, robot_spec, task_of
+from train.tasks import BANDS, REACHER_BANDS
+
+
+def test_the_task_comes_from_the_checkpoint_or_env_and_never_both_apart() -> None:
+    assert task_of("Reacher-v5", None) == "Reacher-v5"
+    assert task_of("unknown", "Reacher-v5") == "Reacher-v5"
+    assert task_of("unknown", None) == ENV
+    assert task_of(ENV, ENV) == ENV
+    with pytest.raises(DeployError, match="trained on glocal/ArmReach-v0, not Reacher-v5"):
+        task_of(ENV, "Reacher-v5")
+    with pytest.raises(DeployError, match="unknown task 'Nope-v0'"):
+        TaskEnv("Nope-v0", 300)
+
+
+def test_armreach_specs_are_drawn_and_written_as_before() -> None:
+    """The ArmReach table's episodes must not change: same draws, same strings."""
+    for kind, key in (("gain-loss", "gain"), ("bias-torque", "bias"), ("payload", "mass")):
+        rng, old = np.random.default_rng(4), np.random.default_rng(4)
+        for _ in range(5):
+            value = old.uniform(*BANDS[kind][1])
+            joint = int(old.integers(0, 2))
+            if kind == "bias-torque":
+                value *= old.choice([-1.0, 1.0])
+            target = "" if kind == "payload" else f"joint={joint},"
+            expected = f"robot:{kind}:{target}{key}={value:.4f},onset=100"
+            assert robot_spec(kind, rng, 100) == expected
+
+
+def test_reacher_specs_use_reacher_held_out_bands() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        spec = robot_spec("payload", rng, 100, REACHER_BANDS)
+        mass = float(spec.split("mass=")[1].split(",")[0])
+        assert REACHER_BANDS["payload"][1][0] <= mass <= REACHER_BANDS["payload"][1][1]
+
+
+def test_bad_input_is_one_sentence(tmp_path: Path, capsys) -> None:
+    code = main(["--checkpoint", str(tmp_path / "none"), "--out", str(tmp_path / "out")])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("deploy.evaluate: error: ")
+
+
+@pytest.mark.mujoco
+def test_reacher_episodes_outlast_reacher_own_50_steps() -> None:
+    pytest.importorskip("mujoco")
+    from deploy.evaluate import TeacherController
+    from deploy.faults import route_faults
+
+    plan = route_faults([robot_spec("reversed-motor", np.random.default_rng(0), 20, REACHER_BANDS)])
+    task = TaskEnv("Reacher-v5", 80)
+    returns = {}
+    for aware in (False, True):
+        result = task.run(TeacherController(aware), plan, seed=3, steps=80, learning=True)
+        assert result.rewards.shape == (1, 80) and np.isfinite(result.rewards).all()
+        returns[aware] = float(result.rewards[0, 20:].mean())
+    assert returns[True] > returns[False] + 0.1
+
+
+@pytest.mark.slow
+@pytest.mark.hil
+@pytest.mark.mujoco
+def test_reacher_robot_table_runs_on_the_board_over_a_pty(tmp_path: Path) -> None:
+    pytest.importorskip("mujoco")
+    from train.loop import TrainConfig, train
+
+    checkpoint = tmp_path / "reacher"
+    cfg = TrainConfig(
+        task="Reacher-v5",
+        steps=2,
+        batch=2,
+        window=5,
+        episode_steps=10,
+        n_hidden=16,
+        validate_every=1000,
+        checkpoint_every=1000,
+    )
+    train(cfg, checkpoint)
+    out = tmp_path / "table"
+    argv = ["--checkpoint", str(checkpoint), "--episodes", "1", "--steps", "60", "--onset", "20"]
+    assert evaluate_main([*argv, "--parts", "robot", "--out", str(out)]) == 0
+    table = json.loads((out / "closing_table.json").read_text())
+    assert table["env"] == "Reacher-v5" and table["board"] is None
+    assert "| reversed-motor | " in (out / "closing_table.md").read_text()
+    for kind in ("reversed-motor", "gain-loss", "bias-torque", "payload"):
+        rows = table["robot"][kind]
+        assert set(rows) == {
+            "board on",
+            "board off",
+            "torch on",
+            "torch off",
+            "teacher-blind",
+            "teacher-aware",
+        }
+        assert all(np.isfinite(row["reward_after_onset"]) for row in rows.values())

@@ -186,7 +186,7 @@ class SpikingPolicy(Policy):
         self.plastic = config.kind in ("hp", "lp")
         if self.plastic:
             self.alpha = nn.Parameter(torch.tensor(0.1))
-            self.lam_logit = nn.Parameter(torch.tensor(config.lam_logit))
+            self.lam_logit = nn.Parameter(torch.tensor(float(config.lam_logit)))
             self.eta_pre = nn.Parameter(torch.full((n_pre,), 0.01))
             self.beta_post = nn.Parameter(torch.full((config.n_hidden,), 0.2))
             # The board clips every row at one integer h_max; encoder rows store their trace

@@ -75,7 +75,7 @@ class FaultBatch:
         if p_none > 0:
             kind = np.where(rng.random(batch) < p_none, NONE, kind)
         magnitude = np.zeros(batch)
-        for name in set(kind.tolist()) - {NONE}:
+        for name in sorted(set(kind.tolist()) - {NONE}):  # sorted: set order varies by process
             rows = np.flatnonzero(kind == name)
             train_bands, eval_band = bands[name]
             drawn = (eval_band,) if held_out else train_bands

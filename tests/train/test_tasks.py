@@ -63,3 +63,27 @@ def test_reacher_held_out_magnitudes_lie_between_its_trained_bands() -> None:
         assert (magnitude < low).any() and (magnitude > high).any(), kind
         held = np.abs(FaultBatch.sample(rng, 100, (kind,), True, 10, bands=REACHER_BANDS).magnitude)
         assert ((held >= low) & (held <= high)).all(), kind
+
+
+def test_fault_draws_do_not_depend_on_the_process_hash_seed() -> None:
+    """A seed alone reproduces the fault mix: nothing iterates a set of names in hash order."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np; from train.tasks import FaultBatch, TRAINED_KINDS; "
+        "f = FaultBatch.sample(np.random.default_rng(3), 64, TRAINED_KINDS, False, (20, 100)); "
+        "print(f.magnitude.round(9).tolist(), f.kind.tolist())"
+    )
+    draws = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for hash_seed in ("1", "2", "3", "4")
+    }
+    assert len(draws) == 1

@@ -62,6 +62,21 @@ def register(
         help="weight of the trace's squared contribution while no fault acts (hp, lp)",
     )
     p.add_argument(
+        "--stuck-synapses",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="on-chip faults in training (hp, gp, lp): half the episodes get up to this fraction "
+        "of synapses stuck at zero",
+    )
+    p.add_argument(
+        "--dead-neurons",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="... and up to this fraction of dead hidden neurons",
+    )
+    p.add_argument(
         "--lam-logit",
         type=float,
         default=3.0,

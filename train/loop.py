@@ -34,6 +34,7 @@ from train.checkpoint import MODEL_FILE, RESUME_FILE, save_model, write_json
 from train.errors import TrainError
 from train.models import (
     SPIKING_KINDS,
+    ChipFaults,
     ModelConfig,
     Policy,
     build_policy,
@@ -61,6 +62,8 @@ class TrainConfig:
     p_none: float = 0.15  # fraction of fault-free episodes
     clean_steps: int = 0  # curriculum: the first updates see fault-free episodes only
     trace_penalty: float = 0.0  # weight of mean (alpha*H)^2 while no fault acts (HP/LP)
+    stuck_synapses: float = 0.0  # on-chip faults in training: up to this fraction stuck at zero
+    dead_neurons: float = 0.0  # ... and up to this fraction of hidden neurons dead (HP/GP/LP)
     lam_logit: float = 3.0  # initial logit of lambda (HP, LP): 3 ~ 0.95, 5 ~ 0.993 per tick
     threads: int = 1  # torch intra-op threads per process (1: a busy 2-core box thrashes on 2)
     kinds: tuple[str, ...] = TRAINED_KINDS
@@ -89,6 +92,10 @@ class TrainConfig:
             raise TrainError(f"kinds must be a subset of {', '.join(task.trained_kinds)}.")
         if not 0.0 <= self.p_none <= 1.0 or self.trace_penalty < 0 or self.threads < 1:
             raise TrainError("p_none must lie in [0, 1], trace_penalty >= 0 and threads >= 1.")
+        if not (0.0 <= self.stuck_synapses < 1.0 and 0.0 <= self.dead_neurons < 1.0):
+            raise TrainError("--stuck-synapses and --dead-neurons are fractions in [0, 1).")
+        if (self.stuck_synapses or self.dead_neurons) and self.model not in SPIKING_KINDS:
+            raise TrainError("on-chip faults exist for the spiking models (hp, gp, lp) only.")
 
 
 def model_config(cfg: TrainConfig) -> ModelConfig:
@@ -181,6 +188,16 @@ class Rollout:
         self.state = self.policy.initial_state(self.cfg.batch)
         self.state = _to(self.state, self.device)
         self.episodes += self.cfg.batch
+        self.chip_faults = None
+        if self.cfg.stuck_synapses or self.cfg.dead_neurons:
+            generator = torch.Generator().manual_seed(int(self.rng.integers(2**31)))
+            self.chip_faults = ChipFaults.sample(
+                self.policy.config,
+                self.cfg.batch,
+                self.cfg.stuck_synapses,
+                self.cfg.dead_neurons,
+                generator,
+            ).to(self.device)
 
     def window_loss(self, beta: float, clean: bool = False) -> torch.Tensor:
         """Run one BPTT window; the imitation loss with its graph.
@@ -192,11 +209,20 @@ class Rollout:
         """
         if self.env.t >= self.cfg.episode_steps:
             self._new_batch(1.0 if clean else None)
+        self.policy.chip_faults = self.chip_faults
+        try:
+            return self._window_loss(beta)
+        finally:
+            self.policy.chip_faults = None  # evaluation and checkpoints see a healthy chip
+
+    def _window_loss(self, beta: float) -> torch.Tensor:
         loss = torch.zeros((), device=self.device)
         penalise = self.cfg.trace_penalty > 0 and getattr(self.policy, "plastic", False)
         for _ in range(self.cfg.window):
             obs = torch.as_tensor(self.obs, device=self.device)
             calm = torch.as_tensor(~self.env.active, device=self.device)
+            if self.chip_faults is not None:  # a faulty chip is something to adapt to, as well
+                calm = calm & ~self.chip_faults.faulty
             action, self.state = self.policy(obs, self.state)
             target = self.env.teacher(True)
             error = action - torch.as_tensor(target, device=self.device)

@@ -78,6 +78,35 @@ def test_curriculum_starts_fault_free_and_the_trace_penalty_counts_only_calm_epi
     assert window(p_none=0.0, onset=(0, 0), trace_penalty=10.0)[1] == pytest.approx(faulted)
 
 
+def test_chip_fault_training_masks_only_training_windows() -> None:
+    from dataclasses import replace
+
+    import torch
+
+    from train.loop import Rollout, model_config
+    from train.models import build_policy
+
+    def rollout(cfg: TrainConfig) -> Rollout:
+        return Rollout(cfg, build_policy(model_config(cfg), seed=0), 5, torch.device("cpu"))
+
+    cfg = TrainConfig(model="hp", steps=4, stuck_synapses=0.5, dead_neurons=0.5, **TINY)
+    faulty, healthy = rollout(cfg), rollout(replace(cfg, stuck_synapses=0.0, dead_neurons=0.0))
+    faults = faulty.chip_faults
+    assert faults is not None and faults.hidden_keep.shape == (4, 10 + 8, 8)
+    stuck = 1 - faults.hidden_keep.mean(dim=(1, 2))
+    dead = 1 - faults.hidden_alive.mean(dim=1)
+    assert faults.faulty.tolist() == ((stuck > 0) | (dead > 0)).tolist()
+    assert faults.faulty.any() and float(stuck.max()) < 0.5 + 0.15
+    assert healthy.chip_faults is None
+    loss = float(faulty.window_loss(0.0).detach())
+    assert loss != pytest.approx(float(healthy.window_loss(0.0).detach()))
+    assert faulty.policy.chip_faults is None  # evaluation and checkpoints see a healthy chip
+    with pytest.raises(TrainError, match="spiking models"):
+        TrainConfig(model="lstm", stuck_synapses=0.1, **TINY)
+    with pytest.raises(TrainError, match="fractions"):
+        TrainConfig(model="hp", dead_neurons=1.5, **TINY)
+
+
 def test_trace_decay_starts_from_the_configured_logit() -> None:
     import torch
 

@@ -199,13 +199,18 @@ def board_table(
 
 def main(argv: list[str] | None = None) -> int:
     """The tables; bad input (a missing checkpoint, an unknown task) is one sentence, exit 2."""
+    from glocal.cli import EXIT_INTERRUPTED, interrupt_on_sigterm
     from train.errors import TrainError
 
+    interrupt_on_sigterm()  # a kill unwinds, and the board process goes with it
     try:
         return evaluate_main(argv)
     except (DeployError, TrainError) as error:
         print(f"deploy.evaluate: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("deploy.evaluate: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def task_of(checkpoint_task: str, env: str | None) -> str:

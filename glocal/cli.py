@@ -14,6 +14,7 @@ import argparse
 import importlib
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -67,6 +68,16 @@ def setup_logging(verbosity: int) -> None:
     logging.basicConfig(level=level, stream=sys.stderr, format="%(message)s")
 
 
+def interrupt_on_sigterm() -> None:
+    """Let SIGTERM (a ``kill``, a CI timeout) unwind like Ctrl-C, so that ``with`` blocks stop
+    the board processes they started instead of leaving them running."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -74,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     setup_logging(args.verbose)
+    interrupt_on_sigterm()
     try:
         summary = args.handler(args)
     except KeyboardInterrupt:

@@ -1,5 +1,8 @@
 """The front door: verbs compose, errors are one sentence, --json goes to stdout."""
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 
@@ -32,3 +35,28 @@ def test_console_entry_point_runs_without_traceback():
     )
     assert done.returncode == 0
     assert done.stdout.startswith("glocal ")
+
+
+@pytest.mark.hil
+def test_sigterm_unwinds_and_stops_the_board_process(tmp_path):
+    """A killed command must not leave its emulated board running."""
+    code = (
+        "import sys, time\n"
+        "from glocal.cli import interrupt_on_sigterm\n"
+        "from firmware_sim.process import BoardProcess\n"
+        "interrupt_on_sigterm()\n"
+        f"with BoardProcess('small', {str(tmp_path)!r}) as board:\n"
+        "    print(board.process.pid, flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    board_pid = int(parent.stdout.readline())
+    os.kill(board_pid, 0)  # the board is up
+    parent.send_signal(signal.SIGTERM)
+    parent.wait(20)
+    try:
+        with pytest.raises(ProcessLookupError):
+            os.kill(board_pid, 0)
+    finally:  # never leak a board when the assertion fails
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(board_pid, signal.SIGKILL)

@@ -96,7 +96,9 @@ def run(
     if plan.link and link is None:
         raise DeployError("link faults need a link to a board; run them with --port.")
     label = label or f"{controller.name}-{'on' if learning else 'off'}"
-    kwargs = {"render_mode": "rgb_array"} if frames_every else {}
+    kwargs: dict[str, Any] = {"render_mode": "rgb_array"} if frames_every else {}
+    if steps is not None:  # --steps beyond the registered limit (Reacher's 50) is honoured
+        kwargs["max_episode_steps"] = steps
     if make_env is not None:
         env = make_env(plan.robot)
     else:

@@ -114,3 +114,15 @@ def test_plots_gif_and_markdown(board, tmp_path) -> None:
     text = markdown("t", "intro", results, paths)
     assert "| learning on" not in text and "![trace_drift](trace_drift.png)" in text
     assert text.count("| board-") == 2
+
+
+@pytest.mark.mujoco
+def test_steps_beyond_the_registered_limit_are_run() -> None:
+    """Reacher-v5 is registered with 50 steps; --steps 80 runs 80, so a late fault is seen."""
+    pytest.importorskip("mujoco")
+    from deploy.evaluate import TeacherController
+
+    plan = route_faults(["robot:reversed-motor:joint=0,onset=60"])
+    result = run(TeacherController(False), "Reacher-v5", plan, 1, seed=1, steps=80)
+    assert np.isfinite(result.rewards).all() and result.rewards.shape == (1, 80)
+    assert result.rewards[0, 60:].mean() < result.rewards[0, 40:60].mean()  # the fault bites

@@ -84,6 +84,17 @@ def register(
     )
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
     p.add_argument("--quantized", action="store_true", help="train through the board's integers")
+    p.add_argument(
+        "--init-from",
+        metavar="CHECKPOINT",
+        help="start from this checkpoint's weights (a second stage, e.g. --quantized fine-tuning)",
+    )
+    p.add_argument(
+        "--beta-start",
+        type=float,
+        default=0.5,
+        help="DAgger: share of teacher actions executed at the start (annealed to 0 by half-way)",
+    )
     p.add_argument("--checkpoint-every", type=int, default=50, help="updates between resume.pt")
     p.add_argument("--no-resume", action="store_true", help="start over even if resume.pt exists")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])

@@ -74,6 +74,7 @@ class TrainConfig:
     ticks: int = 8
     beta_start: float = 0.5
     quantized: bool = False
+    init_from: str | None = None  # start from this checkpoint's weights (a second stage)
     checkpoint_every: int = 50
     validate_every: int = 100
     device: str = "cpu"
@@ -92,6 +93,8 @@ class TrainConfig:
             raise TrainError(f"kinds must be a subset of {', '.join(task.trained_kinds)}.")
         if not 0.0 <= self.p_none <= 1.0 or self.trace_penalty < 0 or self.threads < 1:
             raise TrainError("p_none must lie in [0, 1], trace_penalty >= 0 and threads >= 1.")
+        if not 0.0 <= self.beta_start <= 1.0:
+            raise TrainError("--beta-start is a share of steps in [0, 1].")
         if not (0.0 <= self.stuck_synapses < 1.0 and 0.0 <= self.dead_neurons < 1.0):
             raise TrainError("--stuck-synapses and --dead-neurons are fractions in [0, 1).")
         if (self.stuck_synapses or self.dead_neurons) and self.model not in SPIKING_KINDS:
@@ -318,6 +321,8 @@ def _train(
     mcfg = model_config(cfg)
     policy = build_policy(mcfg, seed=cfg.seed)
     fit_scaling(policy, cfg.seed, cfg.task)
+    if cfg.init_from:
+        start_from(policy, cfg.init_from)
     policy.to(device)
     optimiser = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr)
     history: dict[str, list] = {"step": [], "loss": [], "val_step": [], "val_return": []}
@@ -382,6 +387,24 @@ def _train(
         write_json(out / "metrics.json", {"summary": summary, "history": history})
         plot_curves(history, out, cfg.model)
     return summary
+
+
+def start_from(policy: Policy, path: str) -> None:
+    """Load a trained checkpoint's weights and scaling into ``policy`` (a fine-tuning stage,
+    e.g. ``--quantized`` after float training); the shapes must be the same."""
+    from train.checkpoint import read_checkpoint
+
+    record = read_checkpoint(path)
+    mine = policy.state_dict()
+    theirs = record["state_dict"]
+    if mine.keys() != theirs.keys() or any(mine[k].shape != theirs[k].shape for k in mine):
+        c = record["config"]
+        raise TrainError(
+            f"--init-from {path} holds a {c.get('kind')} policy with {c.get('n_hidden')} hidden "
+            f"units; it must match this run's {policy.config.kind} with "
+            f"{policy.config.n_hidden}."
+        )
+    policy.load_state_dict(theirs)
 
 
 def cosine(progress: float, final: float) -> float:

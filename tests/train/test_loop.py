@@ -107,6 +107,26 @@ def test_chip_fault_training_masks_only_training_windows() -> None:
         TrainConfig(model="hp", dead_neurons=1.5, **TINY)
 
 
+def test_a_second_stage_starts_from_the_first_stages_weights(tmp_path: Path) -> None:
+    import torch
+
+    first, second = tmp_path / "float", tmp_path / "quantized"
+    train(TrainConfig(model="hp", steps=2, **TINY), first)
+    # lr 0: the second stage changes nothing, so it must hold exactly the first stage's tensors
+    train(
+        TrainConfig(
+            model="hp", steps=1, lr=0.0, quantized=True, init_from=str(first), seed=3, **TINY
+        ),
+        second,
+    )
+    a, b = read_checkpoint(first)["state_dict"], read_checkpoint(second)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert read_checkpoint(second)["config"]["quantized"]
+    with pytest.raises(TrainError, match="must match"):
+        train(TrainConfig(model="gp", steps=1, init_from=str(first), **TINY), tmp_path / "gp")
+    assert main(["train", "--out", str(tmp_path / "x"), "--beta-start", "2"]) == 2
+
+
 def test_trace_decay_starts_from_the_configured_logit() -> None:
     import torch
 

@@ -49,7 +49,15 @@ def register(
     p.add_argument("--out", required=True, type=Path, help="the .onnx file to write")
     p.add_argument("--env", default="glocal/ArmReach-v0", help="env of the parity episode")
     p.add_argument("--steps", type=int, default=300, help="steps of the parity episode")
-    p.add_argument("--tolerance", type=float, default=1e-5, help="largest allowed difference")
+    p.add_argument(
+        "--tolerance", type=float, default=1e-5, help="largest allowed difference of actions"
+    )
+    p.add_argument(
+        "--state-tolerance",
+        type=float,
+        default=1e-4,
+        help="largest allowed difference of membranes and traces (relative above 1)",
+    )
     p.set_defaults(handler=export_onnx_command)
 
     p = subparsers.add_parser(
@@ -198,12 +206,19 @@ def export_onnx_command(args: argparse.Namespace) -> dict[str, Any]:
 
     checkpoint = load_checkpoint(args.checkpoint)
     path = export_onnx(checkpoint.policy, args.out)
-    result = parity(checkpoint.policy, path, args.env, args.steps, tolerance=args.tolerance)
+    result = parity(
+        checkpoint.policy,
+        path,
+        args.env,
+        args.steps,
+        tolerance=args.tolerance,
+        state_tolerance=args.state_tolerance,
+    )
     if not args.json:
         print(
             f"wrote {path}; onnxruntime vs torch over {result['steps']} steps: actions "
             f"{result['max_action_diff']:.2e}, state {result['max_state_diff']:.2e} "
-            f"(tolerance {args.tolerance:.0e})",
+            f"(tolerances {args.tolerance:.0e} and {args.state_tolerance:.0e})",
             file=sys.stderr,
         )
     return {"out": str(path), "parity": result}

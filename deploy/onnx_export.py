@@ -26,7 +26,8 @@ from deploy.errors import DeployError, ParityError
 
 STATE_NAMES = ("v_hidden", "s_hidden", "h", "v_readout")
 OPSET = 17
-PARITY_TOLERANCE = 1e-5
+PARITY_TOLERANCE = 1e-5  # actions
+STATE_TOLERANCE = 1e-4  # membranes and traces, relative above 1: see parity()
 
 
 def step_module(policy: Any) -> Any:
@@ -105,6 +106,12 @@ def export_onnx(policy: Any, out: str | Path) -> Path:
     return out
 
 
+def scaled_difference(ours: np.ndarray, theirs: np.ndarray) -> float:
+    """The largest ``|ours - theirs| / max(1, |ours|)``."""
+    ours = np.asarray(ours, np.float64)
+    return float(np.max(np.abs(ours - theirs) / np.maximum(1.0, np.abs(ours))))
+
+
 def parity(
     policy: Any,
     model_path: str | Path,
@@ -112,9 +119,18 @@ def parity(
     steps: int = 300,
     seed: int = 0,
     tolerance: float = PARITY_TOLERANCE,
+    state_tolerance: float = STATE_TOLERANCE,
 ) -> dict[str, Any]:
     """Torch and onnxruntime over one seeded episode (torch's actions drive the env, learning on
-    for the first half and off for the second); raises ParityError beyond ``tolerance``."""
+    for the first half and off for the second); raises ParityError beyond the tolerances.
+
+    Differences count relative to the value where it exceeds 1 (numpy's ``allclose`` with
+    ``rtol = atol``). The state gets its own tolerance: a trace decaying by lambda per tick
+    carries every tick's float32 rounding for about ``1 / (1 - lambda)`` ticks (110 at the
+    shipped 0.991), and onnxruntime rounds some fused operations differently from torch, so two
+    correct float32 engines part there by up to a few 1e-5 of the value; an export that is not
+    the model parts by orders of magnitude more.
+    """
     import robot_env
     from deploy.engines import OnnxController, TorchController
 
@@ -129,14 +145,14 @@ def parity(
             onnx_c.set_learning(False)
         a_torch = torch_c.step(obs)
         a_onnx = onnx_c.step(obs)
-        worst_action = max(worst_action, float(np.max(np.abs(a_torch - a_onnx))))
+        worst_action = max(worst_action, scaled_difference(a_torch, a_onnx))
         s = torch_c.state
         for ours, theirs in (
             (s.hidden.v_mem, onnx_c.state["v_hidden"]),
             (s.hidden.h, onnx_c.state["h"]),
             (s.readout.v_mem, onnx_c.state["v_readout"]),
         ):
-            worst_state = max(worst_state, float(np.max(np.abs(ours.numpy() - theirs))))
+            worst_state = max(worst_state, scaled_difference(ours.numpy(), theirs))
         obs, _, terminated, truncated, _ = env.step(np.clip(a_torch, -1, 1))
         if terminated or truncated:
             break
@@ -146,10 +162,12 @@ def parity(
         "max_action_diff": worst_action,
         "max_state_diff": worst_state,
         "tolerance": tolerance,
+        "state_tolerance": state_tolerance,
     }
-    if worst_action > tolerance or worst_state > tolerance:
+    if worst_action > tolerance or worst_state > state_tolerance:
         raise ParityError(
-            f"onnxruntime and torch differ by {max(worst_action, worst_state):.2e} over "
-            f"{t + 1} steps (tolerance {tolerance:.0e}); the exported graph is not the model."
+            f"onnxruntime and torch differ by {worst_action:.2e} on actions and "
+            f"{worst_state:.2e} on the state over {t + 1} steps (tolerances {tolerance:.0e} "
+            f"and {state_tolerance:.0e}); the exported graph is not the model."
         )
     return result

@@ -94,3 +94,18 @@ def test_learning_off_freezes_the_trace_on_every_engine(checkpoint, board) -> No
         for x in obs:
             controller.step(x)
         assert np.any(controller.probe()["trace"])
+
+
+def test_parity_catches_an_export_that_is_not_the_model(checkpoint, tmp_path) -> None:
+    import copy
+
+    import torch
+
+    from deploy.errors import ParityError
+
+    path = export_onnx(checkpoint.policy, tmp_path / "model.onnx")
+    other = copy.deepcopy(checkpoint.policy)
+    with torch.no_grad():
+        other.w_readout.mul_(1.01)  # a 1 % change: far above float32's floor, far below a bug's
+    with pytest.raises(ParityError, match="not the model"):
+        parity(other, path, ENV, steps=50, seed=3)

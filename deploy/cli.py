@@ -14,6 +14,7 @@ from typing import Any
 
 from deploy.errors import DeployError
 from deploy.nir_export import register_export_nir
+from deploy.onnx_export import PARITY_TOLERANCE, STATE_TOLERANCE
 
 
 def register(
@@ -42,7 +43,8 @@ def register(
         description=(
             "Export one control step of CHECKPOINT to ONNX with the plastic state as explicit "
             "inputs and outputs, then run torch and onnxruntime side by side over a seeded "
-            "episode and fail if they differ by more than --tolerance."
+            "episode and fail if actions differ by more than --tolerance or membranes and "
+            "traces by more than --state-tolerance (both relative to values above 1)."
         ),
     )
     p.add_argument("checkpoint", help="training checkpoint (model.pt or its folder)")
@@ -50,13 +52,17 @@ def register(
     p.add_argument("--env", default="glocal/ArmReach-v0", help="env of the parity episode")
     p.add_argument("--steps", type=int, default=300, help="steps of the parity episode")
     p.add_argument(
-        "--tolerance", type=float, default=1e-5, help="largest allowed difference of actions"
+        "--tolerance",
+        type=float,
+        default=PARITY_TOLERANCE,
+        help="largest allowed difference of actions (%(default)s)",
     )
     p.add_argument(
         "--state-tolerance",
         type=float,
-        default=1e-4,
-        help="largest allowed difference of membranes and traces (relative above 1)",
+        default=STATE_TOLERANCE,
+        help="largest allowed difference of membranes and traces (%(default)s; float32's floor "
+        "for a slowly decaying trace, see docs/deploy.md)",
     )
     p.set_defaults(handler=export_onnx_command)
 

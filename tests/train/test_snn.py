@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from train.snn import LayerParams, LayerState, PlasticParams, init_layer_state, layer_step, spike
+from train.snn import (
+    ClipAdd,
+    LayerParams,
+    LayerState,
+    PlasticParams,
+    init_layer_state,
+    layer_step,
+    spike,
+)
 
 
 def test_spike_fires_at_threshold_and_has_a_rectangular_gradient() -> None:
@@ -102,6 +110,30 @@ def test_gradcheck_through_three_plastic_steps() -> None:
     assert h.abs().sum() > 0  # the trace did move
     # far from the window at every tick (soft reset keeps the always-firing one far above)
     assert (v[..., 0] < theta[0] - 1).all()
+
+
+def test_trace_clip_gradient_passes_inside_and_stops_where_clipped() -> None:
+    """The fused clip against finite differences (float64, no entry at the edge) and against
+    autograd's minimum/maximum on values on both sides of +-h_max."""
+    g = torch.Generator().manual_seed(3)
+    dt = torch.float64
+    h = (torch.rand(2, 3, 4, generator=g, dtype=dt) * 4 - 2).requires_grad_()
+    hebb = (torch.rand(2, 3, 4, generator=g, dtype=dt) - 0.5).requires_grad_()
+    h_max = torch.tensor([[0.5], [1.0], [1.5]], dtype=dt)
+    assert ((h + hebb).abs() - h_max).abs().min() > 1e-3  # finite differences stay on one side
+    assert torch.autograd.gradcheck(lambda a, b: ClipAdd.apply(a, b, h_max), (h, hebb))
+
+    out = ClipAdd.apply(h, hebb, h_max)
+    reference = torch.minimum(torch.maximum(h + hebb, -h_max), h_max)
+    assert torch.equal(out, reference)
+    grad_out = torch.rand(out.shape, generator=g, dtype=dt)
+    ours = torch.autograd.grad(out, (h, hebb), grad_out)
+    theirs = torch.autograd.grad(reference, (h, hebb), grad_out)
+    clipped = (h + hebb).abs() > h_max
+    assert clipped.any() and (~clipped).any()
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a, b)
+        assert (a[clipped] == 0).all()
 
 
 @pytest.mark.parametrize("reset", ["soft", "hard"])

@@ -17,6 +17,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from glocal import __version__
 
@@ -38,8 +39,28 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     return tuple(roots)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class CommandParser(argparse.ArgumentParser):
+    """The top parser. argparse hands the arguments a verb does not know up to the top parser,
+    which reports them under ``usage: glocal [-h] [--version] COMMAND ...``; this one reports
+    them against the verb (``glocal train: error: unrecognized arguments: ...``), so the usage
+    printed is the one that lists what the verb does take."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.verbs: dict[str, argparse.ArgumentParser] = {}
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        parsed, unknown = self.parse_known_args(args, namespace)
+        if unknown:
+            verb = self.verbs.get(getattr(parsed, "command", None) or "", self)
+            verb.error(f"unrecognized arguments: {' '.join(unknown)}")  # exits with code 2
+        return parsed
+
+
+def build_parser() -> CommandParser:
+    parser = CommandParser(
         prog="glocal",
         description=(
             "Train hybrid-plasticity spiking networks, pack them into core images, flash them onto "
@@ -56,10 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "-v", "--verbose", action="count", default=0, help="more logging (-v: debug, frame dumps)"
     )
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=argparse.ArgumentParser
+    )
     for package in COMMAND_PACKAGES:
         module = importlib.import_module(f"{package}.cli")
         module.register(subparsers, parents=[common])
+    parser.verbs = subparsers.choices
     return parser
 
 

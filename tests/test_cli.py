@@ -23,6 +23,34 @@ def test_no_command_prints_help_and_fails(capsys):
     assert "usage: glocal" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--model", "hp", "--out", "runs/x", "--bogus-flag", "1"],
+        ["export-onnx", "model.pt", "--out", "m.onnx", "--bogus-flag", "1"],
+        ["board", "--bogus-flag", "1"],
+    ],
+)
+def test_an_unknown_argument_is_reported_against_its_verb(argv, capsys):
+    """The verb's usage lists what it does take; the top-level usage lists only the verbs."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: glocal {argv[0]} ")
+    assert f"glocal {argv[0]}: error: unrecognized arguments: --bogus-flag 1" in err
+    assert "COMMAND ..." not in err
+
+
+def test_an_unknown_argument_before_any_verb_is_reported_against_glocal(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--bogus-flag"])
+    assert exit_info.value.code == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("usage: glocal [-h] [--version] COMMAND ...")
+    assert "glocal: error: unrecognized arguments: --bogus-flag" in err
+
+
 def test_every_package_has_a_root_error():
     roots = cli.expected_errors()
     assert len(roots) == len(cli.COMMAND_PACKAGES) + 1

@@ -44,7 +44,8 @@ def register(
             "Export one control step of CHECKPOINT to ONNX with the plastic state as explicit "
             "inputs and outputs, then run torch and onnxruntime side by side over a seeded "
             "episode and fail if actions differ by more than --tolerance or membranes and "
-            "traces by more than --state-tolerance (both relative to values above 1)."
+            "traces by more than --state-tolerance (both relative to values above 1). --out is "
+            "written only once the graph passes; a failure leaves it as it was."
         ),
     )
     p.add_argument("checkpoint", help="training checkpoint (model.pt or its folder)")
@@ -207,14 +208,13 @@ def render_quantisation(report: dict[str, Any]) -> str:
 
 
 def export_onnx_command(args: argparse.Namespace) -> dict[str, Any]:
-    from deploy.onnx_export import export_onnx, parity
+    from deploy.onnx_export import export_checked
     from deploy.quantise import load_checkpoint
 
     checkpoint = load_checkpoint(args.checkpoint)
-    path = export_onnx(checkpoint.policy, args.out)
-    result = parity(
+    result = export_checked(
         checkpoint.policy,
-        path,
+        args.out,
         args.env,
         args.steps,
         tolerance=args.tolerance,
@@ -222,12 +222,12 @@ def export_onnx_command(args: argparse.Namespace) -> dict[str, Any]:
     )
     if not args.json:
         print(
-            f"wrote {path}; onnxruntime vs torch over {result['steps']} steps: actions "
+            f"wrote {args.out}; onnxruntime vs torch over {result['steps']} steps: actions "
             f"{result['max_action_diff']:.2e}, state {result['max_state_diff']:.2e} "
             f"(tolerances {args.tolerance:.0e} and {args.state_tolerance:.0e})",
             file=sys.stderr,
         )
-    return {"out": str(path), "parity": result}
+    return {"out": str(args.out), "parity": result}
 
 
 def flash_command(args: argparse.Namespace) -> dict[str, Any]:

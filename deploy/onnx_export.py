@@ -9,13 +9,16 @@ The graph is train's ``net_step`` (all ``ticks`` ticks unrolled) for a batch of 
 ``learning`` is 1.0 (the local rule runs) or 0.0 (lambda = 1 and eta = 0: the trace is frozen,
 the global-weights baseline). So onnxruntime runs the *adapting* network: feed each step's
 state outputs back as the next step's inputs. :func:`parity` runs torch and onnxruntime side by
-side over a seeded closed-loop episode and reports the largest difference in actions and state.
+side over a seeded closed-loop episode and reports the largest difference in actions and state;
+:func:`export_checked` puts a graph at its path only once it has passed.
 """
 
 from __future__ import annotations
 
 import copy
 import io
+import os
+import secrets
 import warnings
 from pathlib import Path
 from typing import Any
@@ -170,4 +173,31 @@ def parity(
             f"{worst_state:.2e} on the state over {t + 1} steps (tolerances {tolerance:.0e} "
             f"and {state_tolerance:.0e}); the exported graph is not the model."
         )
+    return result
+
+
+def export_checked(
+    policy: Any,
+    out: str | Path,
+    env_id: str = "glocal/ArmReach-v0",
+    steps: int = 300,
+    tolerance: float = PARITY_TOLERANCE,
+    state_tolerance: float = STATE_TOLERANCE,
+) -> dict[str, Any]:
+    """Export ``policy`` to ``out`` and return :func:`parity`'s result, writing ``out`` only if
+    the graph passes: it is exported to a hidden file beside ``out`` (the same file system, so
+    ``os.replace`` is atomic), checked there and moved into place. On any failure the temporary
+    file is removed and whatever was at ``out`` before is left as it was."""
+    out = Path(out)
+    # unique per export, so two exports to one path never write into each other's file
+    tmp = out.with_name(f".{out.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        export_onnx(policy, tmp)
+        try:
+            result = parity(policy, tmp, env_id, steps, 0, tolerance, state_tolerance)
+        except ParityError as error:
+            raise ParityError(f"{str(error).rstrip('.')}; nothing was written to {out}.") from None
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     return result

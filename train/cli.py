@@ -131,7 +131,7 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
 
     from tqdm import tqdm
 
-    from train.loop import TrainConfig, resolve_device, train
+    from train.loop import TrainConfig, read_init_from, resolve_device, train
 
     # every option named like a TrainConfig field is that field
     known = {f.name for f in fields(TrainConfig)}
@@ -139,7 +139,9 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
     options["onset"] = tuple(options["onset"])
     options["kinds"] = tuple(options["kinds"])
     cfg = TrainConfig(**options)
-    resolve_device(cfg.device)  # refuse a missing CUDA before the progress bar appears
+    # refuse a missing CUDA or a bad --init-from before the progress bar appears
+    resolve_device(cfg.device)
+    read_init_from(cfg)
     bar = tqdm(total=cfg.steps, file=sys.stderr, desc=f"train {cfg.model}", unit="upd")
 
     def progress(step: int, total: int, metrics: dict[str, float]) -> None:

@@ -315,14 +315,15 @@ def _train(
 ) -> dict[str, Any]:
     dist = Distributed(cfg.device)
     device = resolve_device(cfg.device)
+    first_stage = read_init_from(cfg)  # a bad --init-from fails before --out is touched
     torch.manual_seed(cfg.seed)
     out.mkdir(parents=True, exist_ok=True)
 
     mcfg = model_config(cfg)
     policy = build_policy(mcfg, seed=cfg.seed)
     fit_scaling(policy, cfg.seed, cfg.task)
-    if cfg.init_from:
-        start_from(policy, cfg.init_from)
+    if first_stage is not None:
+        policy.load_state_dict(first_stage["state_dict"])
     policy.to(device)
     optimiser = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr)
     history: dict[str, list] = {"step": [], "loss": [], "val_step": [], "val_return": []}
@@ -389,22 +390,28 @@ def _train(
     return summary
 
 
-def start_from(policy: Policy, path: str) -> None:
-    """Load a trained checkpoint's weights and scaling into ``policy`` (a fine-tuning stage,
-    e.g. ``--quantized`` after float training); the shapes must be the same."""
+def read_init_from(cfg: TrainConfig) -> dict[str, Any] | None:
+    """The checkpoint record of ``cfg.init_from`` (None without one), read and checked against
+    this run's shapes: a second stage (e.g. ``--quantized`` fine-tuning after float training)
+    starts from its weights and scaling, so it must hold the same model at the same sizes.
+    Cheap (it builds a throwaway policy, no rollouts), so callers check it before printing
+    progress or writing into ``--out``."""
     from train.checkpoint import read_checkpoint
 
-    record = read_checkpoint(path)
-    mine = policy.state_dict()
+    if not cfg.init_from:
+        return None
+    record = read_checkpoint(cfg.init_from)
+    mcfg = model_config(cfg)
+    mine = build_policy(mcfg).state_dict()
     theirs = record["state_dict"]
     if mine.keys() != theirs.keys() or any(mine[k].shape != theirs[k].shape for k in mine):
         c = record["config"]
         raise TrainError(
-            f"--init-from {path} holds a {c.get('kind')} policy with {c.get('n_hidden')} hidden "
-            f"units; it must match this run's {policy.config.kind} with "
-            f"{policy.config.n_hidden}."
+            f"--init-from {cfg.init_from} holds a {c.get('kind')} policy with "
+            f"{c.get('n_hidden')} hidden units; it must match this run's {mcfg.kind} with "
+            f"{mcfg.n_hidden}."
         )
-    policy.load_state_dict(theirs)
+    return record
 
 
 def cosine(progress: float, final: float) -> float:

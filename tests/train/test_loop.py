@@ -127,6 +127,31 @@ def test_a_second_stage_starts_from_the_first_stages_weights(tmp_path: Path) -> 
     assert main(["train", "--out", str(tmp_path / "x"), "--beta-start", "2"]) == 2
 
 
+def test_a_bad_init_from_fails_before_progress_or_output(tmp_path: Path, capsys) -> None:
+    first = tmp_path / "float"
+    train(TrainConfig(model="hp", steps=1, **TINY), first)
+    capsys.readouterr()
+    tiny = ["--steps", "1", "--batch", "4", "--window", "5", "--episode-steps", "10"]
+    tiny += ["--ticks", "2", "--hidden", "8"]
+    for init_from, flags, sentence in (
+        (first, ["--hidden", "16"], "must match this run's hp with 16"),
+        (first, ["--model", "gp"], "must match this run's gp with 8"),
+        (tmp_path / "missing", [], "no checkpoint at"),
+    ):
+        out = tmp_path / "second"
+        argv = ["train", "--out", str(out), *tiny, *flags, "--init-from", str(init_from)]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert sentence in err and len(err.strip().splitlines()) == 1
+        assert "upd/s" not in err and "train hp" not in err and "train gp" not in err
+        assert not out.exists()  # not even an empty folder
+    with pytest.raises(TrainError, match="must match"):
+        train(
+            TrainConfig(model="hp", steps=1, init_from=str(first), **TINY | {"n_hidden": 16}), out
+        )
+    assert not out.exists()
+
+
 def test_trace_decay_starts_from_the_configured_logit() -> None:
     import torch
 

@@ -66,6 +66,8 @@ def network_record(policy: Policy) -> dict[str, Any] | None:
 
 
 def save_model(path: Path, policy: Policy, train_config: dict[str, Any], step: int) -> None:
+    """Write ``model.pt`` beside itself and rename: a kill mid-write leaves the old one."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(
         {
             "format": FORMAT,
@@ -76,8 +78,9 @@ def save_model(path: Path, policy: Policy, train_config: dict[str, Any], step: i
             "network": network_record(policy),
             "step": step,
         },
-        path,
+        tmp,
     )
+    tmp.replace(path)
 
 
 def load_record(path: Path, error_type: type[Exception] = TrainError) -> Any:

@@ -39,6 +39,25 @@ def test_train_writes_checkpoint_metrics_and_plots_and_resumes(tmp_path: Path) -
     assert policy.config.kind == "hp"
 
 
+def test_a_save_killed_mid_write_leaves_the_previous_model(tmp_path: Path, monkeypatch) -> None:
+    import torch
+
+    from train import checkpoint
+
+    train(TrainConfig(model="mlp", steps=2, **TINY), tmp_path)
+    before = (tmp_path / "model.pt").read_bytes()
+    policy, record = load_policy(tmp_path)
+
+    def killed(obj, path) -> None:
+        Path(path).write_bytes(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save_model(tmp_path / "model.pt", policy, record["train"], 3)
+    assert (tmp_path / "model.pt").read_bytes() == before
+
+
 def test_resume_refuses_a_different_configuration(tmp_path: Path) -> None:
     train(TrainConfig(model="mlp", steps=2, checkpoint_every=1, **TINY), tmp_path)
     with pytest.raises(TrainError, match="different configuration"):

@@ -34,6 +34,15 @@ def register(
     p.add_argument("--profile", default="tianjic", help="board profile (default: %(default)s)")
     p.add_argument("--out", required=True, type=Path, help="the .glc file to write")
     p.add_argument("--sign", type=Path, metavar="KEY", help="Ed25519 private key (PEM or raw)")
+    p.add_argument(
+        "--encoder-copies",
+        type=int,
+        default=1,
+        metavar="K",
+        help="spread each encoder synapse over K board synapses that sum to it exactly: the same "
+        "actions on a healthy chip, 1/K of the damage per stuck-at-zero synapse, K times the "
+        "encoder axons (default: %(default)s)",
+    )
     p.set_defaults(handler=pack_command)
 
     p = subparsers.add_parser(
@@ -176,9 +185,11 @@ def pack_command(args: argparse.Namespace) -> dict[str, Any]:
     from deploy.pack import load_signing_key, pack_checkpoint
 
     key = load_signing_key(args.sign) if args.sign else None
-    packed = pack_checkpoint(args.checkpoint, args.profile, key)
+    packed = pack_checkpoint(args.checkpoint, args.profile, key, args.encoder_copies)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(packed.data)
+    tmp = args.out.with_name(f".{args.out.name}.tmp")
+    tmp.write_bytes(packed.data)  # then rename: an interrupted pack never leaves half an image
+    tmp.replace(args.out)
     report = packed.network.report
     if not args.json:
         print(render_quantisation(report), file=sys.stderr)

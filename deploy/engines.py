@@ -144,15 +144,35 @@ class BoardController:
     """A board behind the protocol's client: STEP per control step, RESET per episode.
 
     ``trace_unit`` converts the hidden core's int16 trace into float units for telemetry
-    (``1 / c_h``, from the image's scales).
+    (``1 / c_h``, from the image's scales); with encoder copies (``deploy.mapping``) the probed
+    trace leaves out the copies that never learn, so it has the checkpoint's rows.
     """
 
-    def __init__(self, client: Any, trace_unit: float = 1.0, hidden_cores: int = 1) -> None:
+    def __init__(
+        self,
+        client: Any,
+        trace_unit: float = 1.0,
+        hidden_cores: int = 1,
+        encoder_copies: int = 1,
+        n_obs: int = 0,
+    ) -> None:
         self.client = client
         self.name = "board"
         self.trace_unit = trace_unit
         self.hidden_cores = hidden_cores
+        self.silent_rows = np.s_[n_obs : encoder_copies * n_obs]
         self.learning = True
+
+    @classmethod
+    def for_image(cls, client: Any, meta: dict[str, Any]) -> BoardController:
+        """A controller set up from a packed image's ``meta`` (``deploy.pack``)."""
+        return cls(
+            client,
+            trace_unit=float(meta.get("trace_unit", 1.0)),
+            hidden_cores=len(meta.get("hidden_cores", [0])),
+            encoder_copies=int(meta.get("encoder_copies", 1)),
+            n_obs=int(meta.get("n_obs", 0)),
+        )
 
     def reset(self) -> None:
         self.client.reset()
@@ -168,9 +188,10 @@ class BoardController:
     def probe(self) -> dict[str, np.ndarray]:
         counts = [np.asarray(self.client.read("spikes", c)) for c in range(self.hidden_cores)]
         traces = [np.asarray(self.client.read("traces", c)) for c in range(self.hidden_cores)]
+        trace = np.delete(np.concatenate(traces, axis=1), self.silent_rows, axis=0)
         return {
             "counts": np.concatenate(counts).astype(np.int64),
-            "trace": np.concatenate(traces, axis=1).astype(np.float64) * self.trace_unit,
+            "trace": trace.astype(np.float64) * self.trace_unit,
         }
 
 

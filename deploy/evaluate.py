@@ -250,14 +250,23 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         default=["robot", "board"],
         help="which tables to make (default: both)",
     )
+    parser.add_argument(
+        "--encoder-copies",
+        type=int,
+        default=1,
+        metavar="K",
+        help="spread each encoder synapse over K board synapses (deploy.mapping; default 1)",
+    )
     args = parser.parse_args(argv)
-    packed = pack_checkpoint(args.checkpoint or shipped_checkpoint(), "tianjic")
+    packed = pack_checkpoint(
+        args.checkpoint or shipped_checkpoint(), "tianjic", encoder_copies=args.encoder_copies
+    )
     task = TaskEnv(task_of(packed.checkpoint.task, args.env), args.steps)
     args.out.mkdir(parents=True, exist_ok=True)
     with BoardProcess("tianjic") as process:
         client, transport = connect(process.url)
         flash_and_boot(client, packed.data, progress=False)
-        board = BoardController(client, packed.image.meta["trace_unit"])
+        board = BoardController.for_image(client, packed.image.meta)
         torch_c = TorchController(packed.checkpoint.policy)
         controllers = {
             "board on": (board, True),
@@ -275,6 +284,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         transport.close()
     result = {
         "env": task.id,
+        "encoder_copies": args.encoder_copies,
         "episodes": args.episodes,
         "steps": args.steps,
         "onset": args.onset,
@@ -294,7 +304,9 @@ def format_tables(result: dict[str, Any]) -> str:
     """The tables as Markdown: reward per step after onset, closure (robot) or the return
     relative to fault-free (board) in brackets."""
     lines = [f"{result['env']}, {result['episodes']} episodes of {result['steps']} steps, "]
-    lines[0] += f"onset {result['onset']}: reward per step after onset\n"
+    lines[0] += f"onset {result['onset']}: reward per step after onset"
+    copies = result.get("encoder_copies", 1)
+    lines[0] += f"; encoder copies {copies}\n" if copies > 1 else "\n"
     if result["robot"]:
         lines += ["| fault | " + " | ".join(ROBOT_COLUMNS) + " |"]
         lines += ["| --- " * (len(ROBOT_COLUMNS) + 1) + "|"]

@@ -8,6 +8,15 @@ every hidden core (recurrence) and to axon ``start + j`` of every readout core; 
 neuron ``a`` feeds action ``a`` through the decoder. Chunks shrink below a core's neuron count
 when the routes of a full chunk would exceed the profile's routes per core.
 
+Encoder copies (``encoder_copies = K``, default 1) spread each observation over ``K`` axons with
+the same ``enc_src``: every weight ``w`` of an encoder row becomes ``K`` integers that sum to
+``w`` exactly, and only the first copy learns (the others have ``eta = 0``, so their trace stays
+zero). A healthy board computes the same currents, so actions are unchanged (as long as no
+first copy's ``w_eff`` saturates where the original would not); a stuck-at-zero synapse then
+takes ``w / K`` with it instead of ``w``. The encoder rows are where stuck synapses hurt most (10
+inputs per hidden neuron, against 64 recurrent ones), so copies are bought there only. The routed
+rows follow the ``K * n_obs`` encoder rows.
+
 A fan-in beyond a core's axons cannot be split without changing the arithmetic (a neuron's
 membrane is one core's sum), so that is a mapping error that says what to change. The design
 rules themselves are ``firmware_sim.rules``, one readable sentence per broken rule.
@@ -58,15 +67,46 @@ def spans(layer: str, n_neurons: int, size: int, first_core: int) -> list[Span]:
     ]
 
 
-def plan(q: QuantisedNetwork, profile: Profile) -> list[Span]:
+def spread(weights: np.ndarray, copies: int) -> np.ndarray:
+    """``copies`` blocks of integer rows whose sum is ``weights`` exactly, each entry within one
+    of ``weights / copies``: shape ``(copies * n_rows, ...)``."""
+    base = np.floor_divide(weights, copies)
+    rest = weights - base * copies  # in [0, copies): the first ``rest`` copies take one more
+    return np.concatenate([base + (rest > c) for c in range(copies)]).astype(weights.dtype)
+
+
+def copy_encoder_rows(tables: dict[str, np.ndarray], n_obs: int, copies: int) -> dict[str, Any]:
+    """The hidden layer's tables with each encoder row spread over ``copies`` rows; only the
+    first copy keeps its learning rate."""
+    if copies == 1:
+        return tables
+    weights, eta = tables["weights"], tables["eta"]
+    silent = np.zeros(((copies - 1) * n_obs, *eta.shape[1:]), eta.dtype)
+    return {
+        **tables,
+        "weights": np.concatenate([spread(weights[:n_obs], copies), weights[n_obs:]]),
+        "eta": np.concatenate([eta[:n_obs], silent, eta[n_obs:]]),
+    }
+
+
+def plan(q: QuantisedNetwork, profile: Profile, encoder_copies: int = 1) -> list[Span]:
     """Which core holds which neurons; raises a MappingError that says what to change."""
-    fan_in = q.n_obs + q.n_hidden
+    if encoder_copies < 1:
+        raise MappingError(f"encoder copies must be at least 1, not {encoder_copies}.")
+    encoder_rows = encoder_copies * q.n_obs
+    fan_in = encoder_rows + q.n_hidden
     if fan_in > profile.axons_per_core:
-        fit = profile.axons_per_core - q.n_obs
+        fit = profile.axons_per_core - encoder_rows
+        inputs = f"{q.n_obs} observations + {q.n_hidden} recurrent"
+        remedies = "pack for a larger profile"
+        if encoder_copies > 1:
+            inputs = f"{q.n_obs} observations x {encoder_copies} copies + {q.n_hidden} recurrent"
+            remedies = "use fewer encoder copies or " + remedies
+        if fit > 0:
+            remedies = f"train with at most {fit} hidden neurons, " + remedies
         raise MappingError(
-            f"the hidden layer takes {fan_in} inputs ({q.n_obs} observations + {q.n_hidden} "
-            f"recurrent) but a {profile.name} core has {profile.axons_per_core} axons; train with "
-            f"at most {fit} hidden neurons or pack for a larger profile."
+            f"the hidden layer takes {fan_in} inputs ({inputs}) but a {profile.name} core has "
+            f"{profile.axons_per_core} axons; {remedies}."
         )
     readout_size = min(q.n_act, profile.neurons_per_core)
     n_readout = math.ceil(q.n_act / readout_size)
@@ -84,15 +124,20 @@ def plan(q: QuantisedNetwork, profile: Profile) -> list[Span]:
 
 
 def map_network(
-    q: QuantisedNetwork, profile: Profile, meta: dict[str, Any] | None = None
+    q: QuantisedNetwork,
+    profile: Profile,
+    meta: dict[str, Any] | None = None,
+    encoder_copies: int = 1,
 ) -> BoardImage:
     """The board image of ``q`` on ``profile``; every design rule is checked before it returns."""
-    layout = plan(q, profile)
+    layout = plan(q, profile, encoder_copies)
+    encoder_rows = encoder_copies * q.n_obs
+    hidden_tables = copy_encoder_rows(q.hidden, q.n_obs, encoder_copies)
     hidden = [s for s in layout if s.layer == "hidden"]
     readout = [s for s in layout if s.layer == "readout"]
     cores = []
     for span in layout:
-        tables = q.hidden if span.layer == "hidden" else q.readout
+        tables = hidden_tables if span.layer == "hidden" else q.readout
         n_axons = tables["weights"].shape[0]
         n = span.stop - span.start
         enc_src = np.full(n_axons, -1, np.int16)
@@ -101,10 +146,11 @@ def map_network(
         dec_dst = np.full(n, -1, np.int16)
         dec_w = np.zeros(n, np.int16)
         if span.layer == "hidden":
-            enc_src[: q.n_obs] = np.arange(q.n_obs)
-            enc_gain[: q.n_obs] = q.enc_gain
-            enc_bias[: q.n_obs] = q.enc_bias
-            targets = [(t.core_id, q.n_obs) for t in hidden] + [(t.core_id, 0) for t in readout]
+            enc_src[:encoder_rows] = np.tile(np.arange(q.n_obs), encoder_copies)
+            enc_gain[:encoder_rows] = np.tile(q.enc_gain, encoder_copies)
+            enc_bias[:encoder_rows] = np.tile(q.enc_bias, encoder_copies)
+            targets = [(t.core_id, encoder_rows) for t in hidden]
+            targets += [(t.core_id, 0) for t in readout]
         else:
             dec_dst[:] = np.arange(span.start, span.stop)
             dec_w[:] = q.dec_w[span.start : span.stop]
@@ -148,7 +194,11 @@ def map_network(
         "dec_bias": q.dec_bias.copy(),
         "dec_shift": q.dec_shift.copy(),
     }
-    meta = {**(meta or {}), "hidden_cores": [s.core_id for s in hidden]}
+    meta = {
+        **(meta or {}),
+        "hidden_cores": [s.core_id for s in hidden],
+        "encoder_copies": encoder_copies,
+    }
     image = BoardImage(profile.name, board, cores, meta, dict(q.scales))
     broken = violations(image, profile)
     if broken:

@@ -64,9 +64,13 @@ def load_signing_key(path: str | Path) -> Any:
 
 
 def pack_checkpoint(
-    checkpoint: str | Path | Checkpoint, profile: str = "tianjic", signing_key: Any = None
+    checkpoint: str | Path | Checkpoint,
+    profile: str = "tianjic",
+    signing_key: Any = None,
+    encoder_copies: int = 1,
 ) -> Packed:
-    """Quantise, map and pack ``checkpoint`` for ``profile``."""
+    """Quantise, map and pack ``checkpoint`` for ``profile`` (``encoder_copies``: see
+    ``deploy.mapping``)."""
     from firmware_sim.container import pack_image
     from firmware_sim.errors import BoardError
     from firmware_sim.profiles import get_profile
@@ -87,7 +91,7 @@ def pack_checkpoint(
         "checkpoint": str(ck.path),
         "trace_unit": 1.0 / network.scales["hidden.trace_per_unit"],
     }
-    image = map_network(network, board_profile, meta)
+    image = map_network(network, board_profile, meta, encoder_copies)
     provenance = Provenance.now(ck.task, ck.seed, git_revision())
     data = pack_image(image, signing_key, provenance)
     return Packed(data, image, network, resources(image, board_profile), ck)

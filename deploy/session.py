@@ -41,12 +41,7 @@ def board_session(
     if learning not in LEARNING_MODES:
         raise DeployError(f"--learning must be on, off or both, not {learning!r}.")
     plan = route_faults(fault_specs)
-    meta = image_meta or {}
-    controller = BoardController(
-        client,
-        trace_unit=float(meta.get("trace_unit", 1.0)),
-        hidden_cores=len(meta.get("hidden_cores", [0])),
-    )
+    controller = BoardController.for_image(client, image_meta or {})
     out.mkdir(parents=True, exist_ok=True)
     results: list[RunResult] = []
     with open(out / "telemetry.jsonl", "w") as telemetry:

@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from deploy.errors import MappingError
-from deploy.mapping import map_network, plan, resources
+from deploy.mapping import map_network, plan, resources, spread
 from deploy.pack import pack_checkpoint
 from deploy.quantise import decoder_fixed_point, quantise
 from firmware_sim.engine import Engine
@@ -54,10 +54,44 @@ def test_a_layer_split_over_cores_runs_like_one_core(checkpoint) -> None:
         np.testing.assert_array_equal(whole.step(obs), split.step(obs))
 
 
+@pytest.mark.parametrize("copies", [1, 2, 3, 5])
+def test_spread_weights_sum_exactly_and_share_evenly(copies: int) -> None:
+    weights = np.random.default_rng(copies).integers(-128, 128, (10, 16)).astype(np.int8)
+    parts = spread(weights, copies).reshape(copies, 10, 16)
+    assert parts.dtype == np.int8
+    np.testing.assert_array_equal(parts.astype(np.int64).sum(0), weights)
+    assert np.all(np.abs(parts - weights / copies) < 1)
+
+
+def test_encoder_copies_run_like_one_copy_and_only_the_first_learns(checkpoint) -> None:
+    q = quantise(checkpoint)
+    narrow = Profile("narrow", 2, 4, 64, 6, 128)  # copies and a split layer together
+    one = Engine(map_network(q, get_profile("tianjic")))
+    copied_image = map_network(q, narrow, encoder_copies=3)
+    copied = Engine(copied_image, narrow)
+    hidden = copied_image.cores[0]
+    assert hidden["n_axons"] == 3 * q.n_obs + q.n_hidden
+    assert list(hidden["enc_src"][: 3 * q.n_obs]) == list(range(q.n_obs)) * 3
+    assert not hidden["eta"][q.n_obs : 3 * q.n_obs].any()
+    for engine in (one, copied):
+        engine.learning = True
+    for obs in np.random.default_rng(0).uniform(-1, 1, (40, q.n_obs)):
+        np.testing.assert_array_equal(one.step(obs), copied.step(obs))
+    h_one = one.read_traces()[0]
+    h_copied = np.concatenate([copied.read_traces()[c] for c in range(3)], axis=1)
+    assert np.abs(h_one).sum() > 0  # learning happened, and on the same synapses
+    np.testing.assert_array_equal(np.delete(h_copied, np.s_[q.n_obs : 3 * q.n_obs], 0), h_one)
+    assert not h_copied[q.n_obs : 3 * q.n_obs].any()
+
+
 def test_mapping_errors_say_what_to_change(checkpoint) -> None:
     q = quantise(checkpoint)
     with pytest.raises(MappingError, match="at most 6 hidden neurons"):
         map_network(q, Profile("tiny", 2, 4, q.n_obs + 6, 32, 128))
+    with pytest.raises(MappingError, match="fewer encoder copies"):
+        map_network(q, get_profile("tianjic"), encoder_copies=30)
+    with pytest.raises(MappingError, match="at least 1"):
+        map_network(q, get_profile("tianjic"), encoder_copies=0)
     with pytest.raises(MappingError, match="needs 3 cores"):
         map_network(q, Profile("two", 1, 2, 64, 8, 128))
     broken = replace(q, ticks=300)

@@ -167,12 +167,20 @@ def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
 
     if not args.evaluate:
         raise TrainError("--evaluate needs at least one checkpoint folder.")
-    controllers, tasks = {}, set()
+    loaded, tasks = [], set()
     for path in args.evaluate:
         policy, record = load_policy(path)
         policy.eval()
-        controllers[record["config"]["kind"]] = policy
+        loaded.append((Path(path), record["config"]["kind"], policy))
         tasks.add(record["train"].get("task", TASK_ID))
+    # a row per checkpoint: named by its kind, or by kind and folder where kinds repeat
+    kinds = [kind for _, kind, _ in loaded]
+    controllers = {
+        kind if kinds.count(kind) == 1 else f"{kind} ({path.resolve().name})": policy
+        for path, kind, policy in loaded
+    }
+    if len(controllers) < len(loaded):
+        raise TrainError("--evaluate names one checkpoint folder twice; name each once.")
     if len(tasks) > 1:
         raise TrainError(
             f"the checkpoints were trained on different tasks ({', '.join(sorted(tasks))}); "

@@ -242,3 +242,14 @@ def test_closure_table_scores_the_teachers_at_one_and_zero() -> None:
     trained = evaluate({"mlp": policy}, episodes=3, kinds=("bias-torque",), held_out=False)
     blind = trained["bias-torque"]["teacher_blind"]["steps_50_200"]
     assert blind != pytest.approx(rows["teacher_blind"]["steps_50_200"])  # other magnitudes
+
+
+def test_evaluate_gives_each_checkpoint_its_row_when_kinds_repeat(tmp_path: Path) -> None:
+    for name, seed in (("first", 0), ("second", 1)):
+        train(TrainConfig(model="mlp", steps=1, seed=seed, **TINY), tmp_path / name)
+    args = ["train", "--evaluate", str(tmp_path / "first"), str(tmp_path / "second")]
+    assert main([*args, "--episodes", "2", "--out", str(tmp_path / "table")]) == 0
+    table = json.loads((tmp_path / "table" / "closure.json").read_text())
+    assert {"mlp (first)", "mlp (second)"} <= set(table["bias-torque"])
+    twice = ["train", "--evaluate", str(tmp_path / "first"), str(tmp_path / "first")]
+    assert main([*twice, "--out", str(tmp_path / "table")]) == 2

@@ -109,3 +109,16 @@ def test_parity_catches_an_export_that_is_not_the_model(checkpoint, tmp_path) ->
         other.w_readout.mul_(1.01)  # a 1 % change: far above float32's floor, far below a bug's
     with pytest.raises(ParityError, match="not the model"):
         parity(other, path, ENV, steps=50, seed=3)
+
+
+def test_board_with_encoder_copies_probes_the_checkpoints_trace(checkpoint, board) -> None:
+    packed = pack_checkpoint(checkpoint, "tianjic", encoder_copies=3)
+    copied = BoardController.for_image(
+        in_process_board(packed.data, tempfile.mkdtemp(), "tianjic"), packed.image.meta
+    )
+    observations = np.random.default_rng(4).uniform(-1, 1, (25, packed.network.n_obs))
+    np.testing.assert_array_equal(open_loop(copied, observations), open_loop(board, observations))
+    probed, plain = copied.probe()["trace"], board.probe()["trace"]
+    assert probed.shape == (packed.network.n_obs + packed.network.n_hidden, plain.shape[1])
+    assert np.abs(plain).sum() > 0
+    np.testing.assert_array_equal(probed, plain)

@@ -40,8 +40,8 @@ def register(
         default=1,
         metavar="K",
         help="spread each encoder synapse over K board synapses that sum to it exactly: the same "
-        "actions on a healthy chip, 1/K of the damage per stuck-at-zero synapse, K times the "
-        "encoder axons (default: %(default)s)",
+        "actions on a healthy chip, 1/K of the damage per stuck-at-zero synapse, but K times "
+        "the encoder axons and weight bits that can flip (docs/deploy.md; default: %(default)s)",
     )
     p.set_defaults(handler=pack_command)
 

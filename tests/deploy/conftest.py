@@ -3,28 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from deploy.quantise import Checkpoint, load_checkpoint
 
 
-def train_small(out: Path, n_hidden: int = 16, ticks: int = 8) -> Path:
+def train_small(out: Path, **overrides: Any) -> Path:
+    """A few seeded updates of a 16-neuron HP network (``overrides``: other TrainConfig fields)."""
     from train.loop import TrainConfig, train
 
-    cfg = TrainConfig(
+    fields = dict(
         model="hp",
         steps=8,
         batch=8,
         window=10,
         episode_steps=20,
-        n_hidden=n_hidden,
-        ticks=ticks,
+        n_hidden=16,
+        ticks=8,
         validate_every=1000,
         checkpoint_every=1000,
         seed=0,
     )
-    train(cfg, out)
+    train(TrainConfig(**{**fields, **overrides}), out)
     return out
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from deploy.errors import DeployError
 from deploy.evaluate import ENV, TaskEnv, evaluate_main, main, robot_spec, task_of
+from tests.deploy.conftest import train_small
 from train.tasks import BANDS, REACHER_BANDS
 
 
@@ -74,20 +75,9 @@ def test_reacher_episodes_outlast_reacher_own_50_steps() -> None:
 @pytest.mark.mujoco
 def test_reacher_robot_table_runs_on_the_board_over_a_pty(tmp_path: Path) -> None:
     pytest.importorskip("mujoco")
-    from train.loop import TrainConfig, train
-
-    checkpoint = tmp_path / "reacher"
-    cfg = TrainConfig(
-        task="Reacher-v5",
-        steps=2,
-        batch=2,
-        window=5,
-        episode_steps=10,
-        n_hidden=16,
-        validate_every=1000,
-        checkpoint_every=1000,
+    checkpoint = train_small(
+        tmp_path / "reacher", task="Reacher-v5", steps=2, batch=2, window=5, episode_steps=10
     )
-    train(cfg, checkpoint)
     out = tmp_path / "table"
     argv = ["--checkpoint", str(checkpoint), "--episodes", "1", "--steps", "60", "--onset", "20"]
     assert evaluate_main([*argv, "--parts", "robot", "--out", str(out)]) == 0

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from train.models import ChipFaults, ModelConfig, build_policy
-from train.quant import BoardNumerics
+from train.quant import BoardNumerics, ste_floor
 from train.snn import Numerics, init_net_state, net_step
 
 
@@ -36,8 +36,6 @@ class ReferenceNumerics(Numerics):
 @dataclass(frozen=True)
 class ReferenceBoardNumerics(BoardNumerics):
     def learn(self, h: torch.Tensor, hebb: torch.Tensor, h_max: torch.Tensor) -> torch.Tensor:
-        from train.quant import ste_floor
-
         return reference_learn(h, ste_floor(hebb), h_max)
 
 

@@ -17,6 +17,10 @@ takes ``w / K`` with it instead of ``w``. The encoder rows are where stuck synap
 inputs per hidden neuron, against 64 recurrent ones), so copies are bought there only. The routed
 rows follow the ``K * n_obs`` encoder rows.
 
+A modulator (the third factor of the rule) is one hidden neuron; ``train.quant`` names it as
+neuron ``j`` of the layer, and every hidden core's ``mod_src`` becomes the core and local index
+that hold neuron ``j``.
+
 A fan-in beyond a core's axons cannot be split without changing the arithmetic (a neuron's
 membrane is one core's sum), so that is a mapping error that says what to change. The design
 rules themselves are ``firmware_sim.rules``, one readable sentence per broken rule.
@@ -89,6 +93,16 @@ def copy_encoder_rows(tables: dict[str, np.ndarray], n_obs: int, copies: int) ->
     }
 
 
+def modulator_source(tables: dict[str, np.ndarray], layer: list[Span]) -> np.ndarray:
+    """The spec's ``(core_id, neuron)`` of a layer's modulator, which train.quant names as
+    ``(0, j)`` with ``j`` the neuron's index in the layer; ``(-1, -1)`` stays."""
+    j = int(tables["mod_src"][1])
+    if j < 0:
+        return tables["mod_src"]
+    holder = next(s for s in layer if s.start <= j < s.stop)
+    return np.array([holder.core_id, j - holder.start], dtype=np.int16)
+
+
 def plan(q: QuantisedNetwork, profile: Profile, encoder_copies: int = 1) -> list[Span]:
     """Which core holds which neurons; raises a MappingError that says what to change."""
     if encoder_copies < 1:
@@ -135,6 +149,7 @@ def map_network(
     hidden_tables = copy_encoder_rows(q.hidden, q.n_obs, encoder_copies)
     hidden = [s for s in layout if s.layer == "hidden"]
     readout = [s for s in layout if s.layer == "readout"]
+    hidden_tables = {**hidden_tables, "mod_src": modulator_source(hidden_tables, hidden)}
     cores = []
     for span in layout:
         tables = hidden_tables if span.layer == "hidden" else q.readout

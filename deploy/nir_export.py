@@ -97,10 +97,16 @@ def rule_metadata(layer: Any, row_scale: Any) -> dict[str, Any]:
             "beta_post": rule.beta_post.detach().double().numpy(),
             "h_max": h_max,
             "f": "clip(u, -1, 1)",
-            "update": "H <- clip(lam*H + eta_pre x f(s - beta_post), -h_max, h_max); "
+            "update": "H <- clip(lam*H + m * eta_pre x f(s - beta_post), -h_max, h_max); "
             "w_eff = W + alpha*H",
+            "m": "1"
+            if rule.mod_levels is None
+            else "mod_levels[spike of neuron mod_neuron on the previous tick]",
         }
-        for name in ("alpha", "lam", "h_max", "eta", "beta"):
+        if rule.mod_levels is not None:
+            meta["plasticity"]["mod_neuron"] = rule.mod_neuron
+            meta["plasticity"]["mod_levels"] = rule.mod_levels.detach().double().numpy()
+        for name in ("alpha", "lam", "h_max", "eta", "beta", "mod_levels"):
             quant[f"{name}_q"] = tables[name].astype(np.int64)
     return meta
 
@@ -124,6 +130,10 @@ def _train_graph(record: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
             eta_pre=torch.as_tensor(net["eta_pre"]).double(),
             beta_post=torch.as_tensor(net["beta_post"]).double(),
             h_max=torch.full((w.shape[0], 1), float(net["h_max"])),
+            mod_neuron=int(net.get("mod_neuron", -1)),
+            mod_levels=None
+            if net.get("mod_levels") is None
+            else torch.as_tensor(net["mod_levels"]).double(),
         )
     hidden = LayerParams(
         w=w,

@@ -9,7 +9,8 @@
     network       spiking kinds only: every float the board network needs, by name
                   (w_hidden, theta_hidden, w_readout, alpha, lam, eta_pre, beta_post, h_max,
                   decay_shift, readout_decay_shift, reset, ticks, input_scale, enc_gain,
-                  enc_bias, dec_gain, dec_bias), so deploy never re-derives lambda from a logit
+                  enc_bias, dec_gain, dec_bias; mod_neuron and mod_levels with a modulator),
+                  so deploy never re-derives lambda from a logit
     step          optimiser updates done
 
 ``resume.pt`` adds the optimiser and RNG states; ``config.json`` and ``metrics.json`` sit beside.
@@ -62,6 +63,9 @@ def network_record(policy: Policy) -> dict[str, Any] | None:
         record["lam"] = float(rule.lam.detach())
         record["eta_pre"] = rule.eta_pre.detach().cpu().clone()
         record["beta_post"] = rule.beta_post.detach().cpu().clone()
+        if rule.mod_levels is not None:
+            record["mod_neuron"] = rule.mod_neuron
+            record["mod_levels"] = rule.mod_levels.detach().cpu().clone()
     return record
 
 

@@ -82,6 +82,12 @@ def register(
         default=3.0,
         help="initial logit of the trace decay lambda per tick (3: 0.95, 5: 0.993)",
     )
+    p.add_argument(
+        "--modulator",
+        action="store_true",
+        help="three-factor rule (hp, lp): the last hidden neuron's spike switches the learning "
+        "rate between two learned levels (the board's mod_src / mod_levels)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
     p.add_argument("--quantized", action="store_true", help="train through the board's integers")
     p.add_argument(

@@ -74,6 +74,7 @@ class TrainConfig:
     ticks: int = 8
     beta_start: float = 0.5
     quantized: bool = False
+    modulator: bool = False  # HP, LP: a hidden neuron gates the local rule (three-factor)
     init_from: str | None = None  # start from this checkpoint's weights (a second stage)
     checkpoint_every: int = 50
     validate_every: int = 100
@@ -97,6 +98,8 @@ class TrainConfig:
             raise TrainError("--beta-start is a share of steps in [0, 1].")
         if not (0.0 <= self.stuck_synapses < 1.0 and 0.0 <= self.dead_neurons < 1.0):
             raise TrainError("--stuck-synapses and --dead-neurons are fractions in [0, 1).")
+        if self.modulator and self.model not in ("hp", "lp"):
+            raise TrainError("--modulator gates the local rule; only hp and lp have one.")
         if (self.stuck_synapses or self.dead_neurons) and self.model not in SPIKING_KINDS:
             raise TrainError("on-chip faults exist for the spiking models (hp, gp, lp) only.")
 
@@ -109,7 +112,7 @@ def model_config(cfg: TrainConfig) -> ModelConfig:
         cfg.model, n_obs, n_act, cfg.n_hidden, ticks=cfg.ticks, lam_logit=cfg.lam_logit
     )
     if cfg.model in SPIKING_KINDS:
-        return replace(base, quantized=cfg.quantized)
+        return replace(base, quantized=cfg.quantized, modulator=cfg.modulator)
     target = count_parameters(build_policy(replace(base, kind="hp")))
     return replace(base, n_hidden=matched_hidden(cfg.model, n_obs, n_act, target))
 

@@ -47,6 +47,7 @@ class ModelConfig:
     input_scale: int = 16  # board input units per float input unit on encoder axons
     lam_logit: float = 3.0  # initial logit of the trace decay: sigmoid(3) ~ 0.95 per tick
     quantized: bool = False  # train through the board's integer semantics (train.quant)
+    modulator: bool = False  # HP, LP: the last hidden neuron gates the rule (learned levels)
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
@@ -55,6 +56,8 @@ class ModelConfig:
             )
         if self.n_hidden < 1 or self.ticks < 1:
             raise TrainError("n_hidden and ticks must be positive integers.")
+        if self.modulator and self.kind not in ("hp", "lp"):
+            raise TrainError("a modulator gates the plastic rule; only hp and lp have one.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -198,6 +201,8 @@ class SpikingPolicy(Policy):
                 ]
             )
             self.register_buffer("h_max_rows", (config.h_max * rows).unsqueeze(1))
+            if config.modulator:  # both levels 1: starts as the unmodulated rule
+                self.mod_levels = nn.Parameter(torch.ones(2))
         self.chip_faults: ChipFaults | None = None  # set by training for fault tolerance
 
     def net_params(self) -> NetParams:
@@ -211,6 +216,7 @@ class SpikingPolicy(Policy):
                 eta_pre=self.eta_pre,
                 beta_post=self.beta_post,
                 h_max=self.h_max_rows,
+                **self.modulation(),
             )
         hidden = LayerParams(
             w=self.w_hidden,
@@ -238,6 +244,12 @@ class SpikingPolicy(Policy):
             dec_gain=self.dec_gain,
             dec_bias=self.dec_bias,
         )
+
+    def modulation(self) -> dict[str, Any]:
+        """The rule's third factor: the last hidden neuron and its two learned levels."""
+        if not self.config.modulator:
+            return {}
+        return {"mod_neuron": self.config.n_hidden - 1, "mod_levels": self.mod_levels}
 
     def initial_state(self, batch: int) -> Any:
         return init_net_state(self.net_params(), batch)

@@ -22,10 +22,12 @@ inputs with ``r_i = input_scale`` board input units per float unit, routed rows 
     lam_q    = round(lam * 65536)           Q0.16
     enc_gain_q, enc_bias_q = round(gain * r * 256), round(bias * r * 256)     Q7.8
 
-``f`` is the clip-linear table ``f_table[d + 512] = clip(d, -256, 256)`` and the modulator is
-off (``m = 256``). The readout layer is read by its membrane after the last tick
-(``dec_mode = 1``) and never fires (``theta_q = 2^23 - 1``); its decoder gain is
-``dec_gain / K`` in float (the board's int16 decoder weight and shift are a deploy choice).
+``f`` is the clip-linear table ``f_table[d + 512] = clip(d, -256, 256)``. Without a modulator
+``m = 256``; with one, ``mod_levels_q = round(256 * mod_levels)`` and ``mod_src`` names the
+modulator neuron as ``(0, j)``, the layer's own first core (``deploy.mapping`` re-addresses it).
+The readout layer is read by its membrane after the last tick (``dec_mode = 1``) and never fires
+(``theta_q = 2^23 - 1``); its decoder gain is ``dec_gain / K`` in float (the board's int16
+decoder weight and shift are a deploy choice).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ AGE_MAX = 4095
 OBS_ONE = 2**16
 ENC_SHIFT = 24
 BETA_ONE = 256
+MOD_ONE = 256  # the modulatory factor m is Q7.8
 F_TABLE_SIZE = 1024
 
 
@@ -179,6 +182,10 @@ def quantise_layer(params: LayerParams, scales: LayerScales) -> LayerParams:
             eta_pre=ste_round(rule.eta_pre * c_h / r**2, INT16_MIN, INT16_MAX),
             beta_post=ste_round(rule.beta_post * BETA_ONE, INT16_MIN, INT16_MAX) / BETA_ONE,
             h_max=torch.full_like(rule.h_max, float(round(float(rule.h_max[-1].detach()) * c_h))),
+            mod_neuron=rule.mod_neuron,
+            mod_levels=None
+            if rule.mod_levels is None
+            else ste_round(rule.mod_levels * MOD_ONE, INT16_MIN, INT16_MAX) / MOD_ONE,
         )
     return replace(
         params,
@@ -231,9 +238,13 @@ def layer_tables(layer: LayerParams) -> dict[str, np.ndarray]:
         "decay_shift": np.full(n_post, layer.decay_shift, dtype=np.int8),
         "f_table": clip_linear_f_table(),
         "mod_src": np.array([-1, -1], dtype=np.int16),
-        "mod_levels": np.array([BETA_ONE, BETA_ONE], dtype=np.int16),
+        "mod_levels": np.array([MOD_ONE, MOD_ONE], dtype=np.int16),
     }
     rule = layer.plastic
+    if rule is not None and rule.mod_levels is not None:
+        # The layer's first core is core 0 here; deploy.mapping re-addresses a split layer.
+        tables["mod_src"] = np.array([0, rule.mod_neuron], dtype=np.int16)
+        tables["mod_levels"] = ints(rule.mod_levels * MOD_ONE, np.int16)
     if rule is None:
         tables.update(
             alpha=np.zeros(1, np.int16),

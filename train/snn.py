@@ -7,11 +7,14 @@ One tick of one layer, in the board's order (``docs/board-spec.md``, section 3):
     v_j  <- sat(v_j - (v_j >> decay_shift) + I_j)                              leak and add
     s_j   = [v_j >= theta_j]                                                   fire
     v_j  <- v_j - theta_j * s_j  (soft)   or   0 where s_j (hard)              reset
-    H_ij <- clip(H_ij + eta_i * x_i * f(s_j - beta_j), -h_max_i, h_max_i)     plasticity
+    H_ij <- clip(H_ij + m * eta_i * x_i * f(s_j - beta_j), -h_max_i, h_max_i) plasticity
 
 ``x`` is what arrives on the layer's axons this tick: graded encoder currents on the first rows,
 and the spikes that the sources emitted on the *previous* tick on the routed rows. ``f`` is the
-clip-linear ``clip(u, -1, 1)``; ``v >> d`` is ``floor(v / 2**d)`` on the board.
+clip-linear ``clip(u, -1, 1)``; ``v >> d`` is ``floor(v / 2**d)`` on the board. ``m`` is the
+third factor: 1 without a modulator; with one, ``mod_levels[1]`` if the modulator neuron (one of
+the layer's own) spiked on the previous tick and ``mod_levels[0]`` if it did not, so the network
+can learn *when* (and with which sign) its synapses learn.
 
 Two numerics share this one step body. :class:`Numerics` (float) works in dimensionless units,
 threshold of order 1, and decays every row every tick, which in real arithmetic equals the board's
@@ -83,6 +86,8 @@ class PlasticParams:
     eta_pre: torch.Tensor  # (n_pre,): per-presynaptic learning rate
     beta_post: torch.Tensor  # (n_post,): per-postsynaptic offset, in spikes
     h_max: torch.Tensor  # (n_pre, 1): trace clip per row (one board value, see train.quant)
+    mod_neuron: int = -1  # the layer's neuron whose last spike gates m; -1: no modulator (m = 1)
+    mod_levels: torch.Tensor | None = None  # (2,): m when the modulator was silent / spiked
 
 
 @dataclass(frozen=True)
@@ -191,7 +196,12 @@ def layer_step(
         v_mem = v_mem * params.neuron_alive
     if rule is not None:
         post = (spikes - rule.beta_post).clamp(-1.0, 1.0)
-        hebb = (rule.eta_pre * x).unsqueeze(2) * post.unsqueeze(1)
+        pre = rule.eta_pre * x
+        if rule.mod_levels is not None:  # third factor: the modulator's spike of tick t - 1
+            low, high = rule.mod_levels[0], rule.mod_levels[1]
+            fired = state.spikes[:, rule.mod_neuron].unsqueeze(1)
+            pre = pre * (low + (high - low) * fired)
+        hebb = pre.unsqueeze(2) * post.unsqueeze(1)
         h = numerics.learn(h, hebb, rule.h_max)
     return LayerState(v_mem, spikes, h, age)
 

@@ -65,7 +65,8 @@ def test_scenario_checkpoint_reads_back_with_weights_and_rule(scenario_checkpoin
     assert abs(meta["quantisation"]["weights_q"]).max() == 127
 
 
-def test_train_checkpoint_recurrent_graph(tmp_path):
+@pytest.mark.parametrize("modulated", [False, True])
+def test_train_checkpoint_recurrent_graph(tmp_path, modulated):
     g = torch.Generator().manual_seed(1)
     n_obs, n_hidden, n_act = 3, 5, 2
     network = {
@@ -91,6 +92,8 @@ def test_train_checkpoint_recurrent_graph(tmp_path):
         "dec_gain": torch.ones(n_act),
         "dec_bias": torch.zeros(n_act),
     }
+    if modulated:  # the third factor: neuron 4 switches m between 0.5 and -1
+        network.update(mod_neuron=4, mod_levels=torch.tensor([0.5, -1.0]))
     torch.save(
         {"format": "glocal-train-checkpoint", "version": 1, "network": network},
         tmp_path / "model.pt",
@@ -102,8 +105,12 @@ def test_train_checkpoint_recurrent_graph(tmp_path):
     np.testing.assert_allclose(
         graph.nodes["w_rec"].weight, network["w_hidden"][n_obs:].numpy().T, rtol=1e-6
     )
-    assert graph.nodes["hidden"].metadata["plasticity"]["lam"] == pytest.approx(0.9)
+    meta = graph.nodes["hidden"].metadata
+    assert meta["plasticity"]["lam"] == pytest.approx(0.9)
     np.testing.assert_allclose(graph.nodes["hidden"].tau, 4 * 1e-4)
+    levels_q = [128, -256] if modulated else [256, 256]
+    assert meta["quantisation"]["mod_levels_q"].tolist() == levels_q
+    assert ("mod_neuron" in meta["plasticity"]) == modulated
 
 
 def test_bad_checkpoints_are_one_clear_error(tmp_path):

@@ -23,7 +23,7 @@ def sat(x: np.ndarray, bits: int) -> np.ndarray:
 
 
 class SpecCore:
-    """One core of the spec, learning on, modulator off."""
+    """One core of the spec whose modulator, if any, is one of its own neurons."""
 
     def __init__(
         self,
@@ -40,6 +40,8 @@ class SpecCore:
         self.last = np.zeros(n_axons, np.int64)
         self.lam_pow = np.array(lambda_powers(int(self.t["lam"][0])), np.int64)
         self.soft = reset_mode == "soft"
+        self.s = np.zeros(n_neurons, np.int64)  # spikes of the previous tick
+        self.m_seen: set[int] = set()
 
     def tick(self, x: np.ndarray, t_plastic: int, learn: bool) -> np.ndarray:
         t = self.t
@@ -60,12 +62,17 @@ class SpecCore:
             self.v = np.where(s == 1, sat(self.v - t["theta"], 24), self.v)
         else:
             self.v = np.where(s == 1, 0, self.v)
+        m = 256  # spec §3 step 8: the modulator's spike of tick t - 1 picks the level
+        if t["mod_src"][0] >= 0:
+            m = int(t["mod_levels"][self.s[t["mod_src"][1]]])
+        self.s = s
         if learn:
+            self.m_seen.add(m)
             d = (s << 8) - t["beta"]
             g = t["f_table"][np.clip(d, -512, 511) + 512]
             for i in active:
                 self.h[i] = np.clip(
-                    self.h[i] + ((256 * t["eta"][i] * x[i] * g) >> 16),
+                    self.h[i] + ((m * t["eta"][i] * x[i] * g) >> 16),
                     -t["h_max"][0],
                     t["h_max"][0],
                 )
@@ -78,10 +85,24 @@ def encode(obs: np.ndarray, gain: np.ndarray, bias: np.ndarray) -> np.ndarray:
     return sat((gain * obs_q + (bias << 16)) >> 24, 8)
 
 
-@pytest.mark.parametrize("reset, chip_faults", [("soft", False), ("hard", False), ("soft", True)])
-def test_fake_quant_matches_the_spec_tick_for_tick(reset: str, chip_faults: bool) -> None:
+@pytest.mark.parametrize(
+    "reset, chip_faults, modulator",
+    [("soft", False, False), ("hard", False, False), ("soft", True, False), ("soft", False, True)],
+)
+def test_fake_quant_matches_the_spec_tick_for_tick(
+    reset: str, chip_faults: bool, modulator: bool
+) -> None:
     torch.manual_seed(0)
-    config = ModelConfig("hp", n_obs=3, n_act=2, n_hidden=6, ticks=1, reset=reset, quantized=True)
+    config = ModelConfig(
+        "hp",
+        n_obs=3,
+        n_act=2,
+        n_hidden=6,
+        ticks=1,
+        reset=reset,
+        quantized=True,
+        modulator=modulator,
+    )
     policy = build_policy(config, seed=3).double()
     stuck = dead = readout_stuck = None
     if chip_faults:  # 20 % stuck-at-zero synapses and one dead neuron, as training draws them
@@ -103,6 +124,9 @@ def test_fake_quant_matches_the_spec_tick_for_tick(reset: str, chip_faults: bool
         policy.alpha.fill_(2.0)
         policy.theta_hidden.copy_(torch.linspace(0.3, 1.5, 6))
         policy.beta_post.copy_(torch.linspace(-0.2, 0.9, 6))
+        if modulator:  # the last neuron switches the rule between weak and strong, sign-flipped
+            policy.theta_hidden[-1] = 0.5
+            policy.mod_levels.copy_(torch.tensor([-0.5, 2.3]))
     board = policy.board_net().params
     hidden_t = layer_tables(board.hidden)
     readout_t = layer_tables(board.readout)
@@ -132,6 +156,11 @@ def test_fake_quant_matches_the_spec_tick_for_tick(reset: str, chip_faults: bool
         assert state.readout.v_mem[0].numpy().astype(np.int64).tolist() == readout.v.tolist()
     assert 10 < total_spikes < 40 * config.n_hidden
     assert np.abs(hidden.h).max() > 0
+    if modulator:  # round(256 * level), and both levels were in play
+        assert hidden_t["mod_src"].tolist() == [0, 5]
+        assert hidden.m_seen == {-128, 589}
+    else:
+        assert hidden.m_seen == {256}
 
 
 def test_quantised_tables_have_the_spec_dtypes_and_ranges() -> None:

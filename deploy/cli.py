@@ -43,6 +43,15 @@ def register(
         "actions on a healthy chip, 1/K of the damage per stuck-at-zero synapse, but K times "
         "the encoder axons and weight bits that can flip (docs/deploy.md; default: %(default)s)",
     )
+    p.add_argument(
+        "--readout-copies",
+        type=int,
+        default=1,
+        metavar="R",
+        help="give each action R readout neurons that share its decoder weight exactly: the same "
+        "actions on a healthy chip, and a dead readout neuron costs 1/R of one action instead of "
+        "all of it (docs/deploy.md; default: %(default)s)",
+    )
     p.set_defaults(handler=pack_command)
 
     p = subparsers.add_parser(
@@ -185,7 +194,9 @@ def pack_command(args: argparse.Namespace) -> dict[str, Any]:
     from deploy.pack import load_signing_key, pack_checkpoint
 
     key = load_signing_key(args.sign) if args.sign else None
-    packed = pack_checkpoint(args.checkpoint, args.profile, key, args.encoder_copies)
+    packed = pack_checkpoint(
+        args.checkpoint, args.profile, key, args.encoder_copies, args.readout_copies
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(f".{args.out.name}.tmp")
     tmp.write_bytes(packed.data)  # then rename: an interrupted pack never leaves half an image

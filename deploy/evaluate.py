@@ -257,9 +257,19 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         metavar="K",
         help="spread each encoder synapse over K board synapses (deploy.mapping; default 1)",
     )
+    parser.add_argument(
+        "--readout-copies",
+        type=int,
+        default=1,
+        metavar="R",
+        help="R readout neurons per action sharing its decoder weight (deploy.mapping; default 1)",
+    )
     args = parser.parse_args(argv)
     packed = pack_checkpoint(
-        args.checkpoint or shipped_checkpoint(), "tianjic", encoder_copies=args.encoder_copies
+        args.checkpoint or shipped_checkpoint(),
+        "tianjic",
+        encoder_copies=args.encoder_copies,
+        readout_copies=args.readout_copies,
     )
     task = TaskEnv(task_of(packed.checkpoint.task, args.env), args.steps)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -285,6 +295,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     result = {
         "env": task.id,
         "encoder_copies": args.encoder_copies,
+        "readout_copies": args.readout_copies,
         "episodes": args.episodes,
         "steps": args.steps,
         "onset": args.onset,
@@ -305,8 +316,10 @@ def format_tables(result: dict[str, Any]) -> str:
     relative to fault-free (board) in brackets."""
     lines = [f"{result['env']}, {result['episodes']} episodes of {result['steps']} steps, "]
     lines[0] += f"onset {result['onset']}: reward per step after onset"
-    copies = result.get("encoder_copies", 1)
-    lines[0] += f"; encoder copies {copies}\n" if copies > 1 else "\n"
+    for part in ("encoder", "readout"):
+        copies = result.get(f"{part}_copies", 1)
+        lines[0] += f"; {part} copies {copies}" if copies > 1 else ""
+    lines[0] += "\n"
     if result["robot"]:
         lines += ["| fault | " + " | ".join(ROBOT_COLUMNS) + " |"]
         lines += ["| --- " * (len(ROBOT_COLUMNS) + 1) + "|"]

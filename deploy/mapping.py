@@ -17,6 +17,14 @@ takes ``w / K`` with it instead of ``w``. The encoder rows are where stuck synap
 inputs per hidden neuron, against 64 recurrent ones), so copies are bought there only. The routed
 rows follow the ``K * n_obs`` encoder rows.
 
+Readout copies (``readout_copies = R``, default 1) give every action ``R`` readout neurons with
+the same weight column; the decoder weight of the action is spread over them (integers that sum
+to it exactly), so a healthy board decodes the same action, and a dead readout neuron or a
+stuck readout synapse costs ``1/R`` of one copy's drive instead of the whole action: without
+copies a readout neuron is a single point of failure (its action falls to the decoder bias).
+Copy ``c`` of action ``a`` is readout neuron ``c * n_act + a``. Copies cost neurons, not routes
+(a route feeds a whole readout core).
+
 A modulator (the third factor of the rule) is one hidden neuron; ``train.quant`` names it as
 neuron ``j`` of the layer, and every hidden core's ``mod_src`` becomes the core and local index
 that hold neuron ``j``.
@@ -93,6 +101,21 @@ def copy_encoder_rows(tables: dict[str, np.ndarray], n_obs: int, copies: int) ->
     }
 
 
+def copy_readout_neurons(
+    tables: dict[str, np.ndarray], dec_w: np.ndarray, copies: int
+) -> tuple[dict[str, Any], np.ndarray]:
+    """The readout's tables with every neuron repeated ``copies`` times (copy-major), and the
+    decoder weights spread over the copies."""
+    if copies == 1:
+        return tables, dec_w
+    per_neuron = ("theta", "decay_shift", "beta")
+    return {
+        **tables,
+        "weights": np.tile(tables["weights"], (1, copies)),
+        **{key: np.tile(tables[key], copies) for key in per_neuron},
+    }, spread(dec_w, copies)
+
+
 def modulator_source(tables: dict[str, np.ndarray], layer: list[Span]) -> np.ndarray:
     """The spec's ``(core_id, neuron)`` of a layer's modulator, which train.quant names as
     ``(0, j)`` with ``j`` the neuron's index in the layer; ``(-1, -1)`` stays."""
@@ -103,10 +126,13 @@ def modulator_source(tables: dict[str, np.ndarray], layer: list[Span]) -> np.nda
     return np.array([holder.core_id, j - holder.start], dtype=np.int16)
 
 
-def plan(q: QuantisedNetwork, profile: Profile, encoder_copies: int = 1) -> list[Span]:
+def plan(
+    q: QuantisedNetwork, profile: Profile, encoder_copies: int = 1, readout_copies: int = 1
+) -> list[Span]:
     """Which core holds which neurons; raises a MappingError that says what to change."""
-    if encoder_copies < 1:
-        raise MappingError(f"encoder copies must be at least 1, not {encoder_copies}.")
+    for name, copies in (("encoder", encoder_copies), ("readout", readout_copies)):
+        if copies < 1:
+            raise MappingError(f"{name} copies must be at least 1, not {copies}.")
     encoder_rows = encoder_copies * q.n_obs
     fan_in = encoder_rows + q.n_hidden
     if fan_in > profile.axons_per_core:
@@ -122,17 +148,19 @@ def plan(q: QuantisedNetwork, profile: Profile, encoder_copies: int = 1) -> list
             f"the hidden layer takes {fan_in} inputs ({inputs}) but a {profile.name} core has "
             f"{profile.axons_per_core} axons; {remedies}."
         )
-    readout_size = min(q.n_act, profile.neurons_per_core)
-    n_readout = math.ceil(q.n_act / readout_size)
+    n_readout_neurons = readout_copies * q.n_act
+    readout_size = min(n_readout_neurons, profile.neurons_per_core)
+    n_readout = math.ceil(n_readout_neurons / readout_size)
     hidden_size = chunk_size(
         q.n_hidden, profile.neurons_per_core, profile.routes_per_core, n_readout
     )
     layout = spans("hidden", q.n_hidden, hidden_size, 0)
-    layout += spans("readout", q.n_act, readout_size, len(layout))
+    layout += spans("readout", n_readout_neurons, readout_size, len(layout))
     if len(layout) > profile.n_cores:
+        fewer = "use fewer readout copies, " if readout_copies > 1 else ""
         raise MappingError(
             f"the network needs {len(layout)} cores but a {profile.name} board has "
-            f"{profile.n_cores}; train a smaller network or pack for a larger profile."
+            f"{profile.n_cores}; {fewer}train a smaller network or pack for a larger profile."
         )
     return layout
 
@@ -142,17 +170,20 @@ def map_network(
     profile: Profile,
     meta: dict[str, Any] | None = None,
     encoder_copies: int = 1,
+    readout_copies: int = 1,
 ) -> BoardImage:
     """The board image of ``q`` on ``profile``; every design rule is checked before it returns."""
-    layout = plan(q, profile, encoder_copies)
+    layout = plan(q, profile, encoder_copies, readout_copies)
     encoder_rows = encoder_copies * q.n_obs
     hidden_tables = copy_encoder_rows(q.hidden, q.n_obs, encoder_copies)
+    readout_tables, readout_dec_w = copy_readout_neurons(q.readout, q.dec_w, readout_copies)
+    dec_dst_all = np.tile(np.arange(q.n_act), readout_copies)
     hidden = [s for s in layout if s.layer == "hidden"]
     readout = [s for s in layout if s.layer == "readout"]
     hidden_tables = {**hidden_tables, "mod_src": modulator_source(hidden_tables, hidden)}
     cores = []
     for span in layout:
-        tables = hidden_tables if span.layer == "hidden" else q.readout
+        tables = hidden_tables if span.layer == "hidden" else readout_tables
         n_axons = tables["weights"].shape[0]
         n = span.stop - span.start
         enc_src = np.full(n_axons, -1, np.int16)
@@ -167,8 +198,8 @@ def map_network(
             targets = [(t.core_id, encoder_rows) for t in hidden]
             targets += [(t.core_id, 0) for t in readout]
         else:
-            dec_dst[:] = np.arange(span.start, span.stop)
-            dec_w[:] = q.dec_w[span.start : span.stop]
+            dec_dst[:] = dec_dst_all[span.start : span.stop]
+            dec_w[:] = readout_dec_w[span.start : span.stop]
             targets = []
         local = np.arange(n)
         cores.append(
@@ -213,6 +244,7 @@ def map_network(
         **(meta or {}),
         "hidden_cores": [s.core_id for s in hidden],
         "encoder_copies": encoder_copies,
+        "readout_copies": readout_copies,
     }
     image = BoardImage(profile.name, board, cores, meta, dict(q.scales))
     broken = violations(image, profile)

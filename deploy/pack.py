@@ -68,9 +68,10 @@ def pack_checkpoint(
     profile: str = "tianjic",
     signing_key: Any = None,
     encoder_copies: int = 1,
+    readout_copies: int = 1,
 ) -> Packed:
-    """Quantise, map and pack ``checkpoint`` for ``profile`` (``encoder_copies``: see
-    ``deploy.mapping``)."""
+    """Quantise, map and pack ``checkpoint`` for ``profile`` (``encoder_copies`` and
+    ``readout_copies``: see ``deploy.mapping``)."""
     from firmware_sim.container import pack_image
     from firmware_sim.errors import BoardError
     from firmware_sim.profiles import get_profile
@@ -91,7 +92,7 @@ def pack_checkpoint(
         "checkpoint": str(ck.path),
         "trace_unit": 1.0 / network.scales["hidden.trace_per_unit"],
     }
-    image = map_network(network, board_profile, meta, encoder_copies)
+    image = map_network(network, board_profile, meta, encoder_copies, readout_copies)
     provenance = Provenance.now(ck.task, ck.seed, git_revision())
     data = pack_image(image, signing_key, provenance)
     return Packed(data, image, network, resources(image, board_profile), ck)

@@ -14,6 +14,7 @@ from deploy.mapping import map_network, plan, resources, spread
 from deploy.pack import pack_checkpoint
 from deploy.quantise import decoder_fixed_point, quantise
 from firmware_sim.engine import Engine
+from firmware_sim.faults import Fault
 from firmware_sim.profiles import Profile, get_profile
 from glocal.cli import main
 from protocol.image import open_image
@@ -84,6 +85,40 @@ def test_encoder_copies_run_like_one_copy_and_only_the_first_learns(checkpoint) 
     assert not h_copied[q.n_obs : 3 * q.n_obs].any()
 
 
+def test_readout_copies_decode_the_same_actions_and_a_dead_copy_costs_a_share(checkpoint) -> None:
+    q = quantise(checkpoint)
+    narrow = Profile("narrow", 4, 4, 64, 6, 128)  # 4 copies x 2 actions: two readout cores
+    plain = Engine(map_network(q, get_profile("tianjic")))
+    copied_image = map_network(q, narrow, readout_copies=4)
+    hidden_cores = copied_image.meta["hidden_cores"]
+    readout = [c for c in copied_image.cores if c["core_id"] not in hidden_cores]
+    assert [int(c["n_neurons"]) for c in readout] == [6, 2]
+    dst = np.concatenate([c["dec_dst"] for c in readout])
+    dec_w = np.concatenate([c["dec_w"] for c in readout]).astype(np.int64)
+    assert dst.tolist() == [0, 1] * 4
+    assert [dec_w[dst == a].sum() for a in range(q.n_act)] == q.dec_w.astype(np.int64).tolist()
+    copied = Engine(copied_image, narrow)
+    for engine in (plain, copied):
+        engine.learning = True
+    observations = np.random.default_rng(0).uniform(-1, 1, (40, q.n_obs))
+    healthy = np.array([plain.step(obs) for obs in observations])
+    np.testing.assert_array_equal(healthy, [copied.step(obs) for obs in observations])
+
+    def dead_readout(image, profile, core: int, neuron: int) -> np.ndarray:
+        engine = Engine(image, profile)
+        engine.learning = True
+        engine.inject(Fault("dead-neuron", target=core, neuron=neuron))
+        return np.array([engine.step(obs) for obs in observations])[:, 0]
+
+    bias = float(q.dec_bias[0]) * 2.0 ** -int(q.dec_shift[0])
+    drive = np.abs(healthy[:, 0] - bias)  # what action 0 owes to its readout membrane
+    readout_core = plain.core_ids[-1]
+    whole = np.abs(dead_readout(plain.image, get_profile("tianjic"), readout_core, 0) - bias)
+    share = np.abs(dead_readout(copied_image, narrow, readout[0]["core_id"], 0) - healthy[:, 0])
+    assert whole.max() < 1e-6 < drive.max()  # one dead neuron: the action is its bias alone
+    np.testing.assert_allclose(share, drive * np.abs(dec_w[0]) / abs(int(q.dec_w[0])), atol=1e-4)
+
+
 def test_mapping_errors_say_what_to_change(checkpoint) -> None:
     q = quantise(checkpoint)
     with pytest.raises(MappingError, match="at most 6 hidden neurons"):
@@ -94,6 +129,10 @@ def test_mapping_errors_say_what_to_change(checkpoint) -> None:
         map_network(q, get_profile("tianjic"), encoder_copies=0)
     with pytest.raises(MappingError, match="needs 3 cores"):
         map_network(q, Profile("two", 1, 2, 64, 8, 128))
+    with pytest.raises(MappingError, match="readout copies must be at least 1"):
+        map_network(q, get_profile("tianjic"), readout_copies=0)
+    with pytest.raises(MappingError, match="needs 4 cores .* use fewer readout copies"):
+        map_network(q, Profile("three", 1, 3, 64, 16, 128), readout_copies=17)
     broken = replace(q, ticks=300)
     with pytest.raises(MappingError, match="design rules"):
         map_network(broken, get_profile("tianjic"))
@@ -124,6 +163,15 @@ def test_pack_cli_writes_a_signed_image_that_verifies(checkpoint_dir, tmp_path, 
     assert opened.signature == "verified"
     assert opened.image.meta["hidden_cores"] == [0]
     assert opened.image.scales["hidden.weight_lsb"] > 0
+
+
+def test_pack_cli_refuses_bad_copies_in_one_sentence(checkpoint_dir, tmp_path, capsys) -> None:
+    out = tmp_path / "model.glc"
+    for flag in ("--encoder-copies", "--readout-copies"):
+        assert main(["pack", str(checkpoint_dir), "--out", str(out), flag, "0"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "copies must be at least 1" in err[0]
+        assert not out.exists()
 
 
 def test_cli_bad_input_is_one_sentence(tmp_path, capsys) -> None:

@@ -94,7 +94,10 @@ def quantise_binding(
         theta=q.theta.double(),
         decay_shift=q.decay_shift,
         reset=q.reset,
-        plastic=type(q.plastic)(**{k: v.double() for k, v in vars(q.plastic).items()}),
+        plastic=replace(
+            q.plastic,
+            **{k: v.double() for k, v in vars(q.plastic).items() if isinstance(v, torch.Tensor)},
+        ),
     )
     return BoardBinding(q, layer_tables(q), input_scale, n_axons - n_way, n_way)
 

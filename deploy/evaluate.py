@@ -14,8 +14,8 @@ the steps after onset is train's definition, ``(R - R_blind) / (R_aware - R_blin
 where the aware teacher is not better by ``train.evaluate.MIN_GAP``.
 
 Board part: the nominal task with on-chip faults (10 % stuck-at-zero synapses, 5 % dead
-neurons, weight bit flips), learning on and off; return relative to the fault-free run of the
-same learning setting.
+neurons, weight bit flips, or the board fault specs of ``--chip-faults``), learning on and off;
+return relative to the fault-free run of the same learning setting.
 """
 
 from __future__ import annotations
@@ -180,12 +180,15 @@ def board_table(
     onset: int,
     seed: int,
     task: TaskEnv | None = None,
+    faults: dict[str, str] | None = None,
 ):
+    """Per learning setting, the reward after onset under each of ``faults`` (name -> spec with
+    an ``{onset}`` field; default ``BOARD_FAULTS``) and relative to the fault-free run."""
     table: dict[str, Any] = {}
     for learning in (True, False):
         row = {
             name: on_fresh_boards(board, spec, episodes, steps, onset, seed, learning, task)
-            for name, spec in {"fault-free": None, **BOARD_FAULTS}.items()
+            for name, spec in {"fault-free": None, **(faults or BOARD_FAULTS)}.items()
         }
         base = row["fault-free"]
         # rewards are negative distances: relative return = fault-free / faulted
@@ -211,6 +214,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("deploy.evaluate: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def chip_fault_specs(specs: list[str]) -> dict[str, str]:
+    """``--chip-faults`` as the board table's faults: each spec, checked now, names its row and
+    gets the table's onset; a spec that sets its own onset or seed is refused (the table sets
+    both, a seed per episode)."""
+    from firmware_sim.errors import FaultError
+    from firmware_sim.faults import parse_fault
+
+    faults = {}
+    for spec in specs:
+        try:
+            parse_fault(spec)
+        except FaultError as error:
+            raise DeployError(str(error)) from None
+        if any(f"{key}=" in spec for key in ("onset", "seed")):
+            raise DeployError(f"{spec}: leave out onset and seed; --onset and the episode set them.")
+        faults[spec] = spec + ",onset={onset}"
+    return faults
 
 
 def task_of(checkpoint_task: str, env: str | None) -> str:
@@ -264,7 +286,15 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         metavar="R",
         help="R readout neurons per action sharing its decoder weight (deploy.mapping; default 1)",
     )
+    parser.add_argument(
+        "--chip-faults",
+        nargs="+",
+        metavar="SPEC",
+        help="board fault specs for the board part instead of the three standard ones, e.g. "
+        "board:dead-neuron:core=0,fraction=0.05 (firmware_sim.faults; onset is --onset)",
+    )
     args = parser.parse_args(argv)
+    chip_faults = chip_fault_specs(args.chip_faults) if args.chip_faults else None
     packed = pack_checkpoint(
         args.checkpoint or shipped_checkpoint(),
         "tianjic",
@@ -290,7 +320,9 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         if "robot" in args.parts:
             robot = robot_table(controllers, args.episodes, args.steps, args.onset, args.seed, task)
         if "board" in args.parts:
-            on_chip = board_table(board, args.episodes, args.steps, args.onset, args.seed, task)
+            on_chip = board_table(
+                board, args.episodes, args.steps, args.onset, args.seed, task, chip_faults
+            )
         transport.close()
     result = {
         "env": task.id,

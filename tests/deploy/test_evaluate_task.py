@@ -95,3 +95,23 @@ def test_reacher_robot_table_runs_on_the_board_over_a_pty(tmp_path: Path) -> Non
             "teacher-aware",
         }
         assert all(np.isfinite(row["reward_after_onset"]) for row in rows.values())
+
+
+def test_chip_faults_choose_the_board_rows(tmp_path: Path, capsys) -> None:
+    checkpoint = train_small(tmp_path / "arm", steps=2, batch=2, window=5, episode_steps=10)
+    out = tmp_path / "table"
+    spec = "board:dead-neuron:core=1,fraction=0.5"
+    argv = ["--checkpoint", str(checkpoint), "--episodes", "1", "--steps", "30", "--onset", "10"]
+    argv += ["--parts", "board", "--readout-copies", "2", "--out", str(out), "--chip-faults", spec]
+    assert evaluate_main(argv) == 0
+    table = json.loads((out / "closing_table.json").read_text())
+    assert table["readout_copies"] == 2 and table["robot"] is None
+    for row in table["board"].values():
+        assert list(row) == ["fault-free", spec]
+        assert np.isfinite(row[spec]["relative_return"])
+    assert "readout copies 2" in (out / "closing_table.md").read_text()
+    capsys.readouterr()
+    for bad in ("board:melted:core=1", f"{spec},onset=5"):
+        assert main([*argv[:-1], bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("deploy.evaluate: error: ")

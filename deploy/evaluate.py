@@ -230,7 +230,9 @@ def chip_fault_specs(specs: list[str]) -> dict[str, str]:
         except FaultError as error:
             raise DeployError(str(error)) from None
         if any(f"{key}=" in spec for key in ("onset", "seed")):
-            raise DeployError(f"{spec}: leave out onset and seed; --onset and the episode set them.")
+            raise DeployError(
+                f"{spec}: leave out onset and seed; --onset and the episode set them."
+            )
         faults[spec] = spec + ",onset={onset}"
     return faults
 

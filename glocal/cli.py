@@ -67,9 +67,15 @@ def build_parser() -> CommandParser:
             "a (emulated) neuromorphic board and let on-chip learning adapt them while they drive "
             "robots. Start with `glocal demo`."
         ),
-        epilog="Every command takes --json (summary on stdout) and -v (debug logs on stderr).",
+        epilog="Every command takes --json (summary on stdout) and -v (debug logs on stderr), "
+        "before or after the command's name.",
     )
     parser.add_argument("--version", action="version", version=f"glocal {__version__}")
+    # the same flags before the verb (`glocal --json train ...`), merged in main()
+    parser.add_argument("--json", dest="json_before", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "-v", "--verbose", dest="verbose_before", action="count", default=0, help=argparse.SUPPRESS
+    )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--json", action="store_true", help="print a machine-readable summary on stdout"
@@ -108,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    args.json = args.json or args.json_before
+    args.verbose += args.verbose_before
     setup_logging(args.verbose)
     interrupt_on_sigterm()
     try:

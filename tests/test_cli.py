@@ -1,6 +1,7 @@
 """The front door: verbs compose, errors are one sentence, --json goes to stdout."""
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -49,6 +50,13 @@ def test_an_unknown_argument_before_any_verb_is_reported_against_glocal(capsys):
     err = capsys.readouterr().err
     assert err.startswith("usage: glocal [-h] [--version] COMMAND ...")
     assert "glocal: error: unrecognized arguments: --bogus-flag" in err
+
+
+@pytest.mark.parametrize("argv", [["--json", "envs"], ["envs", "--json"]])
+def test_json_goes_before_or_after_the_verb(argv, capsys):
+    assert cli.main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert "glocal/ArmReach-v0" in json.dumps(summary)
 
 
 def test_every_package_has_a_root_error():

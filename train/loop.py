@@ -409,10 +409,15 @@ def read_init_from(cfg: TrainConfig) -> dict[str, Any] | None:
     theirs = record["state_dict"]
     if mine.keys() != theirs.keys() or any(mine[k].shape != theirs[k].shape for k in mine):
         c = record["config"]
+
+        def shape(kind: Any, hidden: Any, modulator: Any) -> str:
+            extra = " and a modulator" if modulator else ""
+            return f"{kind} policy with {hidden} hidden units{extra}"
+
         raise TrainError(
-            f"--init-from {cfg.init_from} holds a {c.get('kind')} policy with "
-            f"{c.get('n_hidden')} hidden units; it must match this run's {mcfg.kind} with "
-            f"{mcfg.n_hidden}."
+            f"--init-from {cfg.init_from} holds a "
+            f"{shape(c.get('kind'), c.get('n_hidden'), c.get('modulator'))}; it must match "
+            f"this run's {shape(mcfg.kind, mcfg.n_hidden, mcfg.modulator)}."
         )
     return record
 

@@ -124,6 +124,8 @@ def test_chip_fault_training_masks_only_training_windows() -> None:
         TrainConfig(model="lstm", stuck_synapses=0.1, **TINY)
     with pytest.raises(TrainError, match="fractions"):
         TrainConfig(model="hp", dead_neurons=1.5, **TINY)
+    with pytest.raises(TrainError, match="only hp and lp"):
+        TrainConfig(model="gp", modulator=True, **TINY)
 
 
 def test_a_second_stage_starts_from_the_first_stages_weights(tmp_path: Path) -> None:
@@ -153,8 +155,9 @@ def test_a_bad_init_from_fails_before_progress_or_output(tmp_path: Path, capsys)
     tiny = ["--steps", "1", "--batch", "4", "--window", "5", "--episode-steps", "10"]
     tiny += ["--ticks", "2", "--hidden", "8"]
     for init_from, flags, sentence in (
-        (first, ["--hidden", "16"], "must match this run's hp with 16"),
-        (first, ["--model", "gp"], "must match this run's gp with 8"),
+        (first, ["--hidden", "16"], "must match this run's hp policy with 16"),
+        (first, ["--model", "gp"], "must match this run's gp policy with 8"),
+        (first, ["--modulator"], "this run's hp policy with 8 hidden units and a modulator"),
         (tmp_path / "missing", [], "no checkpoint at"),
     ):
         out = tmp_path / "second"

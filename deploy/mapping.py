@@ -22,8 +22,10 @@ the same weight column; the decoder weight of the action is spread over them (in
 to it exactly), so a healthy board decodes the same action, and a dead readout neuron or a
 stuck readout synapse costs ``1/R`` of one copy's drive instead of the whole action: without
 copies a readout neuron is a single point of failure (its action falls to the decoder bias).
-Copy ``c`` of action ``a`` is readout neuron ``c * n_act + a``. Copies cost neurons, not routes
-(a route feeds a whole readout core).
+An integral readout (``docs/train.md``) already gives every action two neurons, fast and slow
+(neuron ``a`` and ``n_act + a``); copies repeat that whole readout, so readout neuron ``j`` of
+copy ``c`` is board neuron ``c * n_readout + j`` and feeds action ``j mod n_act``. Copies cost
+neurons, not routes (a route feeds a whole readout core).
 
 A modulator (the third factor of the rule) is one hidden neuron; ``train.quant`` names it as
 neuron ``j`` of the layer, and every hidden core's ``mod_src`` becomes the core and local index
@@ -148,7 +150,7 @@ def plan(
             f"the hidden layer takes {fan_in} inputs ({inputs}) but a {profile.name} core has "
             f"{profile.axons_per_core} axons; {remedies}."
         )
-    n_readout_neurons = readout_copies * q.n_act
+    n_readout_neurons = readout_copies * len(q.dec_w)
     readout_size = min(n_readout_neurons, profile.neurons_per_core)
     n_readout = math.ceil(n_readout_neurons / readout_size)
     hidden_size = chunk_size(
@@ -177,7 +179,7 @@ def map_network(
     encoder_rows = encoder_copies * q.n_obs
     hidden_tables = copy_encoder_rows(q.hidden, q.n_obs, encoder_copies)
     readout_tables, readout_dec_w = copy_readout_neurons(q.readout, q.dec_w, readout_copies)
-    dec_dst_all = np.tile(np.arange(q.n_act), readout_copies)
+    dec_dst_all = np.tile(np.arange(q.n_act), len(readout_dec_w) // q.n_act)
     hidden = [s for s in layout if s.layer == "hidden"]
     readout = [s for s in layout if s.layer == "readout"]
     hidden_tables = {**hidden_tables, "mod_src": modulator_source(hidden_tables, hidden)}

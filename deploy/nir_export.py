@@ -54,14 +54,16 @@ def lif_node(theta: np.ndarray, decay_shift: int, reset: str, metadata: dict) ->
     )
 
 
-def li_node(n: int, decay_shift: int, metadata: dict) -> Any:
+def li_node(decay_shifts: np.ndarray, metadata: dict) -> Any:
+    """A NIR LI (one neuron per shift) whose Euler step is the board's leak-and-add."""
     import nir
 
+    scale = 2.0 ** np.asarray(decay_shifts, np.float64)
     return nir.LI(
-        tau=np.full(n, 2.0**decay_shift * TICK_SECONDS),
-        r=np.full(n, 2.0**decay_shift),
-        v_leak=np.zeros(n),
-        metadata={"decay_shift": decay_shift, "dt": TICK_SECONDS, **metadata},
+        tau=scale * TICK_SECONDS,
+        r=scale,
+        v_leak=np.zeros(len(scale)),
+        metadata={"decay_shift": np.asarray(decay_shifts), "dt": TICK_SECONDS, **metadata},
     )
 
 
@@ -151,6 +153,15 @@ def _train_graph(record: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         k: np.asarray(torch.as_tensor(net[k]).double())
         for k in ("enc_gain", "enc_bias", "dec_gain", "dec_bias", "w_readout")
     }
+    # readout neuron j (fast, then slow with an integral readout) feeds action j mod n_act
+    readout_shifts = np.full(n_act, int(net["readout_decay_shift"]))
+    if net.get("integral_shift"):
+        readout_shifts = np.concatenate(
+            [readout_shifts, np.full(n_act, int(net["integral_shift"]))]
+        )
+    neurons = np.arange(len(readout_shifts))
+    decoder = np.zeros((n_act, len(neurons)))
+    decoder[neurons % n_act, neurons] = as_np["dec_gain"]
     nodes = {
         "input": nir.Input(input_type=np.array([n_obs])),
         "encoder": nir.Affine(
@@ -162,10 +173,8 @@ def _train_graph(record: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         "hidden": lif_node(hidden.theta.numpy(), hidden.decay_shift, hidden.reset, meta),
         "w_rec": linear(wn[n_obs:], {"routing_delay_ticks": 1}),
         "w_out": linear(as_np["w_readout"], {"routing_delay_ticks": 1}),
-        "readout": li_node(
-            n_act, int(net["readout_decay_shift"]), {"read": "membrane after the step's last tick"}
-        ),
-        "decoder": nir.Affine(weight=np.diag(as_np["dec_gain"]), bias=as_np["dec_bias"]),
+        "readout": li_node(readout_shifts, {"read": "membrane after the step's last tick"}),
+        "decoder": nir.Affine(weight=decoder, bias=as_np["dec_bias"]),
         "output": nir.Output(output_type=np.array([n_act])),
     }
     edges = [

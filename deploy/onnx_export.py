@@ -3,7 +3,7 @@
 The graph is train's ``net_step`` (all ``ticks`` ticks unrolled) for a batch of one::
 
     inputs   obs (1, n_obs), learning (1,), v_hidden (1, H), s_hidden (1, H),
-             h (1, n_obs + H, H), v_readout (1, n_act)
+             h (1, n_obs + H, H), v_readout (1, n_readout)
     outputs  action (1, n_act), v_hidden, s_hidden, h, v_readout      (the next state)
 
 ``learning`` is 1.0 (the local rule runs) or 0.0 (lambda = 1 and eta = 0: the trace is frozen,
@@ -77,7 +77,7 @@ def example_inputs(policy: Any) -> tuple[Any, ...]:
         torch.zeros(1, c.n_hidden),
         torch.zeros(1, c.n_hidden),
         torch.zeros(1, n_pre, c.n_hidden),
-        torch.zeros(1, c.n_act),
+        torch.zeros(1, c.n_readout),
     )
 
 

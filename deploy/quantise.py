@@ -80,7 +80,7 @@ class QuantisedNetwork:
     readout: dict[str, np.ndarray]
     enc_gain: np.ndarray  # int16 (n_obs,), Q7.8
     enc_bias: np.ndarray  # int16 (n_obs,), Q7.8
-    dec_w: np.ndarray  # int16 (n_act,)
+    dec_w: np.ndarray  # int16 (n_readout,): readout neuron c * n_act + a feeds action a
     dec_shift: np.ndarray  # int8 (n_act,)
     dec_bias: np.ndarray  # int32 (n_act,)
     scales: dict[str, float]
@@ -92,22 +92,26 @@ class QuantisedNetwork:
 
 
 def decoder_fixed_point(gain: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, ...]:
-    """int16 weight, int8 shift and int32 bias for ``action = v * gain + bias`` per action."""
-    weights, shifts, biases = [], [], []
-    for g, b in zip(gain.tolist(), bias.tolist(), strict=True):
-        shift = 0
-        for candidate in range(MAX_DEC_SHIFT, -1, -1):
-            scale = 2.0**candidate
-            if abs(round(g * scale)) <= INT16_MAX and abs(round(b * scale)) <= INT32_MAX:
-                shift = candidate
-                break
-        weights.append(round(g * 2.0**shift))
-        shifts.append(shift)
-        biases.append(round(b * 2.0**shift))
+    """int16 weight per readout neuron, int8 shift and int32 bias per action for
+    ``action[a] = sum_c v[c * n_act + a] * gain[c * n_act + a] + bias[a]``: each action takes
+    the largest shift at which all of its neurons' weights and its bias still fit."""
+    gain, bias = np.asarray(gain, np.float64), np.asarray(bias, np.float64)
+    largest = np.abs(gain).reshape(-1, len(bias)).max(axis=0)
+
+    def fits(g: float, b: float, shift: int) -> bool:
+        return abs(round(g * 2.0**shift)) <= INT16_MAX and abs(round(b * 2.0**shift)) <= INT32_MAX
+
+    shifts = np.array(
+        [
+            next((k for k in range(MAX_DEC_SHIFT, -1, -1) if fits(g, b, k)), 0)
+            for g, b in zip(largest.tolist(), bias.tolist(), strict=True)
+        ]
+    )
+    per_neuron = np.tile(shifts, len(gain) // len(bias))
     return (
-        np.array(weights, np.int16),
-        np.array(shifts, np.int8),
-        np.array(biases, np.int32),
+        np.round(gain * 2.0**per_neuron).astype(np.int16),
+        shifts.astype(np.int8),
+        np.round(bias * 2.0**shifts).astype(np.int32),
     )
 
 
@@ -142,7 +146,9 @@ def quantise(checkpoint: Checkpoint) -> QuantisedNetwork:
     report["decoder"] = {
         "shift": dec_shift.tolist(),
         "max_relative_error": float(
-            np.max(np.abs(dec_w * 2.0 ** -dec_shift.astype(float) - dec_gain))
+            np.max(
+                np.abs(dec_w * 2.0 ** -np.resize(dec_shift, dec_w.shape).astype(float) - dec_gain)
+            )
             / max(float(np.max(np.abs(dec_gain))), 1e-30)
         ),
     }

@@ -8,8 +8,9 @@
     state_dict    the nn.Module's tensors (for resuming and for the LSTM/MLP baselines)
     network       spiking kinds only: every float the board network needs, by name
                   (w_hidden, theta_hidden, w_readout, alpha, lam, eta_pre, beta_post, h_max,
-                  decay_shift, readout_decay_shift, reset, ticks, input_scale, enc_gain,
-                  enc_bias, dec_gain, dec_bias; mod_neuron and mod_levels with a modulator),
+                  decay_shift, readout_decay_shift, integral_shift, reset, ticks,
+                  input_scale, enc_gain, enc_bias, dec_gain (one per readout neuron), dec_bias;
+                  mod_neuron and mod_levels with a modulator),
                   so deploy never re-derives lambda from a logit
     step          optimiser updates done
 
@@ -49,6 +50,7 @@ def network_record(policy: Policy) -> dict[str, Any] | None:
         "n_act": c.n_act,
         "decay_shift": c.decay_shift,
         "readout_decay_shift": c.readout_decay_shift,
+        "integral_shift": c.integral_shift,
         "reset": c.reset,
         "ticks": c.ticks,
         "input_scale": c.input_scale,

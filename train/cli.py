@@ -88,6 +88,16 @@ def register(
         help="three-factor rule (hp, lp): the last hidden neuron's spike switches the learning "
         "rate between two learned levels (the board's mod_src / mod_levels)",
     )
+    p.add_argument(
+        "--integral-readout",
+        dest="integral_shift",
+        type=int,
+        default=0,
+        metavar="SHIFT",
+        help="hp, gp, lp: give every action a second, slow readout neuron with this decay shift "
+        "(8: a time constant of 256 ticks, 32 control steps), decoded at 4 times a fast "
+        "neuron's DC gain, so the network can learn integral action (default 0: none)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
     p.add_argument("--quantized", action="store_true", help="train through the board's integers")
     p.add_argument(

@@ -75,6 +75,7 @@ class TrainConfig:
     beta_start: float = 0.5
     quantized: bool = False
     modulator: bool = False  # HP, LP: a hidden neuron gates the local rule (three-factor)
+    integral_shift: int = 0  # HP, GP, LP: > 0 adds a slow readout neuron per action (this shift)
     init_from: str | None = None  # start from this checkpoint's weights (a second stage)
     checkpoint_every: int = 50
     validate_every: int = 100
@@ -100,8 +101,12 @@ class TrainConfig:
             raise TrainError("--stuck-synapses and --dead-neurons are fractions in [0, 1).")
         if self.modulator and self.model not in ("hp", "lp"):
             raise TrainError("--modulator gates the local rule; only hp and lp have one.")
+        if self.integral_shift and self.model not in SPIKING_KINDS:
+            raise TrainError("--integral-readout is a readout neuron; only hp, gp and lp have one.")
         if (self.stuck_synapses or self.dead_neurons) and self.model not in SPIKING_KINDS:
             raise TrainError("on-chip faults exist for the spiking models (hp, gp, lp) only.")
+        if self.model in SPIKING_KINDS:
+            model_config(self)  # the policy's own checks, before anything prints or is written
 
 
 def model_config(cfg: TrainConfig) -> ModelConfig:
@@ -112,7 +117,12 @@ def model_config(cfg: TrainConfig) -> ModelConfig:
         cfg.model, n_obs, n_act, cfg.n_hidden, ticks=cfg.ticks, lam_logit=cfg.lam_logit
     )
     if cfg.model in SPIKING_KINDS:
-        return replace(base, quantized=cfg.quantized, modulator=cfg.modulator)
+        return replace(
+            base,
+            quantized=cfg.quantized,
+            modulator=cfg.modulator,
+            integral_shift=cfg.integral_shift,
+        )
     target = count_parameters(build_policy(replace(base, kind="hp")))
     return replace(base, n_hidden=matched_hidden(cfg.model, n_obs, n_act, target))
 
@@ -410,14 +420,20 @@ def read_init_from(cfg: TrainConfig) -> dict[str, Any] | None:
     if mine.keys() != theirs.keys() or any(mine[k].shape != theirs[k].shape for k in mine):
         c = record["config"]
 
-        def shape(kind: Any, hidden: Any, modulator: Any) -> str:
-            extra = " and a modulator" if modulator else ""
-            return f"{kind} policy with {hidden} hidden units{extra}"
+        def shape(kind: Any, hidden: Any, modulator: Any, integral: Any) -> str:
+            extras = ["a modulator"] if modulator else []
+            extras += [f"an integral readout (shift {integral})"] if integral else []
+            return f"{kind} policy with {hidden} hidden units" + "".join(
+                f" and {e}" for e in extras
+            )
 
+        theirs_shape = shape(
+            c.get("kind"), c.get("n_hidden"), c.get("modulator"), c.get("integral_shift")
+        )
+        mine_shape = shape(mcfg.kind, mcfg.n_hidden, mcfg.modulator, mcfg.integral_shift)
         raise TrainError(
-            f"--init-from {cfg.init_from} holds a "
-            f"{shape(c.get('kind'), c.get('n_hidden'), c.get('modulator'))}; it must match "
-            f"this run's {shape(mcfg.kind, mcfg.n_hidden, mcfg.modulator)}."
+            f"--init-from {cfg.init_from} holds a {theirs_shape}; it must match this run's "
+            f"{mine_shape}."
         )
     return record
 

@@ -48,6 +48,10 @@ class ModelConfig:
     lam_logit: float = 3.0  # initial logit of the trace decay: sigmoid(3) ~ 0.95 per tick
     quantized: bool = False  # train through the board's integer semantics (train.quant)
     modulator: bool = False  # HP, LP: the last hidden neuron gates the rule (learned levels)
+    # Integral readout (HP, GP, LP): > 0 gives every action a second, slow readout neuron with
+    # this decay_shift, decoded at ``integral_gain`` times a fast neuron's DC gain.
+    integral_shift: int = 0
+    integral_gain: float = 4.0
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
@@ -58,6 +62,22 @@ class ModelConfig:
             raise TrainError("n_hidden and ticks must be positive integers.")
         if self.modulator and self.kind not in ("hp", "lp"):
             raise TrainError("a modulator gates the plastic rule; only hp and lp have one.")
+        if self.integral_shift and self.kind not in SPIKING_KINDS:
+            raise TrainError(
+                "an integral readout is a readout neuron; only hp, gp and lp have one."
+            )
+        fast = self.readout_decay_shift
+        if self.integral_shift and not fast < self.integral_shift <= 23:
+            raise TrainError(
+                f"the integral readout's decay shift must lie in {fast + 1}-23 (slower than the "
+                f"readout's {fast}), not {self.integral_shift}."
+            )
+
+    @property
+    def n_readout(self) -> int:
+        """Readout neurons: one per action, two with an integral readout (channel-major: neuron
+        ``c * n_act + a`` feeds action ``a``)."""
+        return self.n_act * (2 if self.integral_shift else 1)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,7 +126,7 @@ class ChipFaults:
     downstream could make up for it."""
 
     hidden_keep: torch.Tensor  # (B, n_obs + n_hidden, n_hidden): 0 where stuck at zero
-    readout_keep: torch.Tensor  # (B, n_hidden, n_act)
+    readout_keep: torch.Tensor  # (B, n_hidden, n_readout)
     hidden_alive: torch.Tensor  # (B, n_hidden): 0 where dead
     faulty: torch.Tensor  # (B,) bool: the episode has any fault
 
@@ -135,7 +155,7 @@ class ChipFaults:
         stuck, dead = fractions(stuck_max), fractions(dead_max)
         return cls(
             hidden_keep=keep((n_pre, config.n_hidden), stuck),
-            readout_keep=keep((config.n_hidden, config.n_act), stuck),
+            readout_keep=keep((config.n_hidden, config.n_readout), stuck),
             hidden_alive=keep((config.n_hidden,), dead),
             faulty=(stuck > 0) | (dead > 0),
         )
@@ -183,6 +203,8 @@ class SpikingPolicy(Policy):
         w_out = torch.randn(config.n_hidden, config.n_act, generator=g) * (
             0.5 / math.sqrt(config.n_hidden)
         )
+        if config.integral_shift:  # the slow neurons start silent: the plain readout at first
+            w_out = torch.cat([w_out, torch.zeros_like(w_out)], dim=1)
         self.w_hidden = nn.Parameter(torch.cat([w_in, w_rec]), requires_grad=config.kind != "lp")
         self.theta_hidden = nn.Parameter(torch.ones(config.n_hidden))
         self.w_readout = nn.Parameter(w_out)
@@ -230,8 +252,8 @@ class SpikingPolicy(Policy):
         )
         readout = LayerParams(
             w=self.w_readout,
-            theta=torch.zeros(c.n_act, dtype=self.w_readout.dtype, device=self.w_readout.device),
-            decay_shift=c.readout_decay_shift,
+            theta=self.w_readout.new_zeros(c.n_readout),
+            decay_shift=self.readout_decay_shifts(),
             spiking=False,
             synapse_keep=faults.readout_keep if faults else None,
         )
@@ -241,9 +263,32 @@ class SpikingPolicy(Policy):
             ticks=c.ticks,
             enc_gain=self.enc_gain,
             enc_bias=self.enc_bias,
-            dec_gain=self.dec_gain,
+            dec_gain=self.readout_gains(),
             dec_bias=self.dec_bias,
         )
+
+    def readout_decay_shifts(self) -> int | torch.Tensor:
+        """One shift for the plain readout; per neuron (fast, then slow) with an integral one."""
+        c = self.config
+        if not c.integral_shift:
+            return c.readout_decay_shift
+        return torch.cat(
+            [
+                self.w_readout.new_full((c.n_act,), float(s))
+                for s in (c.readout_decay_shift, c.integral_shift)
+            ]
+        )
+
+    def readout_gains(self) -> torch.Tensor:
+        """The decoder's gain per readout neuron. A leaky neuron's steady membrane is
+        ``2**decay_shift`` times its input, so a slow neuron is scaled down by the ratio of the two
+        and up by ``integral_gain``: with the same weights it answers a lasting input
+        ``integral_gain`` times as strongly as a fast one, only ``2**(S - fast)`` times slower."""
+        c = self.config
+        if not c.integral_shift:
+            return self.dec_gain
+        slow = c.integral_gain * 2.0 ** (c.readout_decay_shift - c.integral_shift)
+        return torch.cat([self.dec_gain, self.dec_gain * slow])
 
     def modulation(self) -> dict[str, Any]:
         """The rule's third factor: the last hidden neuron and its two learned levels."""

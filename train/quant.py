@@ -134,7 +134,7 @@ class BoardNumerics(Numerics):
             w_eff = w_eff * keep
         return torch.bmm(x.unsqueeze(1), w_eff.expand(x.shape[0], -1, -1)).squeeze(1)
 
-    def leak(self, v_mem: torch.Tensor, decay_shift: int) -> torch.Tensor:
+    def leak(self, v_mem: torch.Tensor, decay_shift: int | torch.Tensor) -> torch.Tensor:
         return v_mem - ste_floor(v_mem * 2.0**-decay_shift)
 
     def membrane(self, v_mem: torch.Tensor) -> torch.Tensor:
@@ -235,7 +235,9 @@ def layer_tables(layer: LayerParams) -> dict[str, np.ndarray]:
     tables = {
         "weights": ints(layer.w, np.int8),
         "theta": ints(layer.theta, np.int32),
-        "decay_shift": np.full(n_post, layer.decay_shift, dtype=np.int8),
+        "decay_shift": np.broadcast_to(
+            ints(torch.as_tensor(layer.decay_shift), np.int8), n_post
+        ).copy(),
         "f_table": clip_linear_f_table(),
         "mod_src": np.array([-1, -1], dtype=np.int16),
         "mod_levels": np.array([MOD_ONE, MOD_ONE], dtype=np.int16),

@@ -96,7 +96,7 @@ class LayerParams:
 
     w: torch.Tensor  # (n_pre, n_post)
     theta: torch.Tensor  # (n_post,)
-    decay_shift: int
+    decay_shift: int | torch.Tensor  # one shift, or one per neuron (n_post,)
     reset: str = "soft"
     plastic: PlasticParams | None = None
     surrogate_width: float = 1.0
@@ -149,7 +149,7 @@ class Numerics:
             current = current + rule.alpha * torch.bmm(x.unsqueeze(1), h).squeeze(1)
         return current
 
-    def leak(self, v_mem: torch.Tensor, decay_shift: int) -> torch.Tensor:
+    def leak(self, v_mem: torch.Tensor, decay_shift: int | torch.Tensor) -> torch.Tensor:
         return v_mem - v_mem * 2.0**-decay_shift
 
     def membrane(self, v_mem: torch.Tensor) -> torch.Tensor:
@@ -220,8 +220,10 @@ class NetParams:
     ticks: int
     enc_gain: torch.Tensor  # (n_obs,): x = obs * enc_gain + enc_bias
     enc_bias: torch.Tensor
-    dec_gain: torch.Tensor  # (n_act,): action = v_readout * dec_gain + dec_bias
-    dec_bias: torch.Tensor
+    # (n_readout,): action a = sum of v_readout[c * n_act + a] * dec_gain[c * n_act + a] over the
+    # readout's channels c (one, or two with an integral readout), plus dec_bias[a]
+    dec_gain: torch.Tensor
+    dec_bias: torch.Tensor  # (n_act,)
 
 
 class NetState(NamedTuple):
@@ -243,4 +245,6 @@ def net_step(
         routed = hidden.spikes  # what the hidden layer sent on the previous tick
         hidden = layer_step(torch.cat([x_in, routed], dim=1), hidden, params.hidden, numerics)
         readout = layer_step(routed, readout, params.readout, numerics)
-    return readout.v_mem * params.dec_gain + params.dec_bias, NetState(hidden, readout)
+    per_neuron = readout.v_mem * params.dec_gain
+    action = per_neuron.reshape(per_neuron.shape[0], -1, params.dec_bias.shape[0]).sum(1)
+    return action + params.dec_bias, NetState(hidden, readout)

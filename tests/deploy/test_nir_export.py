@@ -65,8 +65,8 @@ def test_scenario_checkpoint_reads_back_with_weights_and_rule(scenario_checkpoin
     assert abs(meta["quantisation"]["weights_q"]).max() == 127
 
 
-@pytest.mark.parametrize("modulated", [False, True])
-def test_train_checkpoint_recurrent_graph(tmp_path, modulated):
+@pytest.mark.parametrize("modulated, integral", [(False, False), (True, False), (False, True)])
+def test_train_checkpoint_recurrent_graph(tmp_path, modulated, integral):
     g = torch.Generator().manual_seed(1)
     n_obs, n_hidden, n_act = 3, 5, 2
     network = {
@@ -94,6 +94,12 @@ def test_train_checkpoint_recurrent_graph(tmp_path, modulated):
     }
     if modulated:  # the third factor: neuron 4 switches m between 0.5 and -1
         network.update(mod_neuron=4, mod_levels=torch.tensor([0.5, -1.0]))
+    if integral:  # a slow readout neuron per action (shift 8), its gain one per neuron
+        network.update(
+            integral_shift=8,
+            w_readout=torch.randn(n_hidden, 2 * n_act, generator=g),
+            dec_gain=torch.tensor([1.0, 2.0, 0.25, 0.5]),
+        )
     torch.save(
         {"format": "glocal-train-checkpoint", "version": 1, "network": network},
         tmp_path / "model.pt",
@@ -111,6 +117,13 @@ def test_train_checkpoint_recurrent_graph(tmp_path, modulated):
     levels_q = [128, -256] if modulated else [256, 256]
     assert meta["quantisation"]["mod_levels_q"].tolist() == levels_q
     assert ("mod_neuron" in meta["plasticity"]) == modulated
+    readout, decoder = graph.nodes["readout"], graph.nodes["decoder"].weight
+    if integral:  # neuron j feeds action j mod n_act
+        np.testing.assert_allclose(readout.tau, np.array([8, 8, 256, 256]) * 1e-4)
+        np.testing.assert_allclose(decoder, [[1.0, 0.0, 0.25, 0.0], [0.0, 2.0, 0.0, 0.5]])
+    else:
+        np.testing.assert_allclose(readout.tau, np.array([8, 8]) * 1e-4)
+        np.testing.assert_allclose(decoder, np.eye(2))
 
 
 def test_bad_checkpoints_are_one_clear_error(tmp_path):

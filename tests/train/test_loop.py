@@ -126,6 +126,10 @@ def test_chip_fault_training_masks_only_training_windows() -> None:
         TrainConfig(model="hp", dead_neurons=1.5, **TINY)
     with pytest.raises(TrainError, match="only hp and lp"):
         TrainConfig(model="gp", modulator=True, **TINY)
+    with pytest.raises(TrainError, match="only hp, gp and lp"):
+        TrainConfig(model="mlp", integral_shift=8, **TINY)
+    with pytest.raises(TrainError, match="must lie in 3-23 .* not 2"):
+        TrainConfig(model="gp", integral_shift=2, **TINY)
 
 
 def test_a_second_stage_starts_from_the_first_stages_weights(tmp_path: Path) -> None:
@@ -158,6 +162,11 @@ def test_a_bad_init_from_fails_before_progress_or_output(tmp_path: Path, capsys)
         (first, ["--hidden", "16"], "must match this run's hp policy with 16"),
         (first, ["--model", "gp"], "must match this run's gp policy with 8"),
         (first, ["--modulator"], "this run's hp policy with 8 hidden units and a modulator"),
+        (
+            first,
+            ["--integral-readout", "8"],
+            "this run's hp policy with 8 hidden units and an integral readout (shift 8)",
+        ),
         (tmp_path / "missing", [], "no checkpoint at"),
     ):
         out = tmp_path / "second"

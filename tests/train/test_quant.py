@@ -86,11 +86,17 @@ def encode(obs: np.ndarray, gain: np.ndarray, bias: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    "reset, chip_faults, modulator",
-    [("soft", False, False), ("hard", False, False), ("soft", True, False), ("soft", False, True)],
+    "reset, chip_faults, modulator, integral",
+    [
+        ("soft", False, False, False),
+        ("hard", False, False, False),
+        ("soft", True, False, False),
+        ("soft", False, True, False),
+        ("soft", True, False, True),
+    ],
 )
 def test_fake_quant_matches_the_spec_tick_for_tick(
-    reset: str, chip_faults: bool, modulator: bool
+    reset: str, chip_faults: bool, modulator: bool, integral: bool
 ) -> None:
     torch.manual_seed(0)
     config = ModelConfig(
@@ -102,6 +108,7 @@ def test_fake_quant_matches_the_spec_tick_for_tick(
         reset=reset,
         quantized=True,
         modulator=modulator,
+        integral_shift=6 if integral else 0,
     )
     policy = build_policy(config, seed=3).double()
     stuck = dead = readout_stuck = None
@@ -127,6 +134,8 @@ def test_fake_quant_matches_the_spec_tick_for_tick(
         if modulator:  # the last neuron switches the rule between weak and strong, sign-flipped
             policy.theta_hidden[-1] = 0.5
             policy.mod_levels.copy_(torch.tensor([-0.5, 2.3]))
+        if integral:  # the slow neurons start silent; give them weights of their own
+            policy.w_readout[:, 2:] = torch.linspace(-0.4, 0.3, 12).reshape(6, 2)
     board = policy.board_net().params
     hidden_t = layer_tables(board.hidden)
     readout_t = layer_tables(board.readout)
@@ -156,6 +165,9 @@ def test_fake_quant_matches_the_spec_tick_for_tick(
         assert state.readout.v_mem[0].numpy().astype(np.int64).tolist() == readout.v.tolist()
     assert 10 < total_spikes < 40 * config.n_hidden
     assert np.abs(hidden.h).max() > 0
+    if integral:  # fast then slow neurons, and the slow ones hold more of what they were fed
+        assert readout_t["decay_shift"].tolist() == [2, 2, 6, 6]
+        assert np.abs(readout.v[2:]).max() > np.abs(readout.v[:2]).max()
     if modulator:  # round(256 * level), and both levels were in play
         assert hidden_t["mod_src"].tolist() == [0, 5]
         assert hidden.m_seen == {-128, 589}

@@ -149,3 +149,23 @@ def test_surrogate_gradient_reaches_weights_through_spikes(reset: str) -> None:
         total = total + state.spikes.sum()
     total.backward()
     assert w.grad is not None and w.grad.abs().sum() > 0
+
+
+def test_integral_readout_answers_a_lasting_drive_gain_times_more_strongly() -> None:
+    """A slow readout neuron (shift 8) fed what its fast twin (shift 2) is fed: at first it adds
+    little, and in the steady state it adds ``integral_gain`` times the fast neuron's share."""
+    from train.models import ModelConfig, build_policy
+
+    config = ModelConfig("gp", n_obs=1, n_act=1, n_hidden=1, ticks=1, integral_shift=8)
+    policy = build_policy(config).double().requires_grad_(False)
+    policy.w_readout.copy_(torch.tensor([[0.5, 0.5]]))
+    readout, gains = policy.net_params().readout, policy.readout_gains()
+    drive = torch.ones(1, 1, dtype=torch.float64)  # the hidden neuron spiking every tick
+    state = init_layer_state(readout, 1)
+    shares = []
+    for _ in range(4000):
+        state = layer_step(drive, state, readout)
+        shares.append((state.v_mem * gains).squeeze(0))
+    first, last = shares[0], shares[-1]
+    assert float(first[1]) == pytest.approx(float(first[0]) / 16)  # gain 4 * 2**(2 - 8)
+    assert float(last[1]) == pytest.approx(4.0 * float(last[0]), rel=1e-3)

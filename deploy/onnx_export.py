@@ -6,6 +6,8 @@ The graph is train's ``net_step`` (all ``ticks`` ticks unrolled) for a batch of 
              h (1, n_obs + H, H), v_readout (1, n_readout)
     outputs  action (1, n_act), v_hidden, s_hidden, h, v_readout      (the next state)
 
+``n_readout`` is ``n_act``, or ``2 * n_act`` with an integral readout (a slow neuron per action).
+
 ``learning`` is 1.0 (the local rule runs) or 0.0 (lambda = 1 and eta = 0: the trace is frozen,
 the global-weights baseline). So onnxruntime runs the *adapting* network: feed each step's
 state outputs back as the next step's inputs. :func:`parity` runs torch and onnxruntime side by

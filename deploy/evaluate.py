@@ -256,17 +256,30 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     from firmware_sim.process import BoardProcess
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="training checkpoint (folder or model.pt) of a spiking policy; default: the shipped "
+        "demo checkpoint",
+    )
     parser.add_argument(
         "--env",
         help="task id when the checkpoint names none (train.tasks.TASKS: glocal/ArmReach-v0, "
         "Reacher-v5); default: the checkpoint's task",
     )
-    parser.add_argument("--episodes", type=int, default=100)
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--onset", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--episodes", type=int, default=100, help="seeded episodes per cell (default 100)"
+    )
+    parser.add_argument("--steps", type=int, default=300, help="control steps per episode")
+    parser.add_argument(
+        "--onset", type=int, default=100, help="control step at which every fault starts"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="episode i uses seed + i (faults and environment)"
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="folder for closing_table.json and closing_table.md"
+    )
     parser.add_argument(
         "--parts",
         nargs="+",

@@ -275,7 +275,10 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         "--onset", type=int, default=100, help="control step at which every fault starts"
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="episode i uses seed + i (faults and environment)"
+        "--seed",
+        type=int,
+        default=0,
+        help="base seed; every episode's environment and fault seeds derive from it",
     )
     parser.add_argument(
         "--out", type=Path, required=True, help="folder for closing_table.json and closing_table.md"

@@ -38,3 +38,39 @@ def checkpoint_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def checkpoint(checkpoint_dir) -> Checkpoint:
     return load_checkpoint(checkpoint_dir)
+
+
+def observations(n_obs: int, steps: int = 60) -> Any:
+    """Seeded observations in [-1, 1] for stepping a board or its twin open loop."""
+    import numpy as np
+
+    return np.random.default_rng(0).uniform(-1, 1, (steps, n_obs)).astype(np.float32)
+
+
+def run_engine(engine: Any, obs: Any) -> Any:
+    """The engine's actions over ``obs`` with learning on."""
+    import numpy as np
+
+    engine.learning = True
+    return np.array([engine.step(o) for o in obs])
+
+
+def board_against_twin(checkpoint: Checkpoint, obs: Any) -> float:
+    """The largest action difference, learning on, between the packed image on an in-process
+    board and train's board numerics of the same checkpoint."""
+    import tempfile
+
+    import numpy as np
+
+    from deploy.engines import BoardController, TorchController, in_process_board
+    from deploy.pack import pack_checkpoint
+
+    packed = pack_checkpoint(checkpoint, "tianjic")
+    board = BoardController(in_process_board(packed.data, tempfile.mkdtemp(), "tianjic"), 1.0)
+    twin = TorchController(checkpoint.policy, quantised=True)
+    actions = []
+    for controller in (board, twin):
+        controller.set_learning(True)
+        controller.reset()
+        actions.append(np.array([controller.step(o) for o in obs]))
+    return float(np.max(np.abs(actions[0] - actions[1])))

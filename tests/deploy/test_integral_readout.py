@@ -4,21 +4,18 @@ train's board numerics run it, and exports to ONNX with parity."""
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from deploy.engines import BoardController, TorchController, in_process_board
 from deploy.mapping import map_network
 from deploy.onnx_export import export_onnx, parity
-from deploy.pack import pack_checkpoint
 from deploy.quantise import decoder_fixed_point, load_checkpoint, quantise
 from firmware_sim.engine import Engine
 from firmware_sim.profiles import Profile, get_profile
-from tests.deploy.conftest import train_small
+from tests.deploy.conftest import board_against_twin, observations, run_engine, train_small
 
 SHIFT = 8
 
@@ -31,15 +28,6 @@ def integral(tmp_path_factory):
         w = checkpoint.policy.w_readout
         w[:, 2:] = w[:, :2].flip(0)
     return checkpoint
-
-
-def observations(n_obs: int, steps: int = 80) -> np.ndarray:
-    return np.random.default_rng(0).uniform(-1, 1, (steps, n_obs)).astype(np.float32)
-
-
-def run_engine(engine: Engine, obs: np.ndarray) -> np.ndarray:
-    engine.learning = True
-    return np.array([engine.step(o) for o in obs])
 
 
 def test_tables_hold_fast_then_slow_neurons(integral) -> None:
@@ -58,16 +46,7 @@ def test_decoder_shift_fits_every_neuron_of_an_action() -> None:
 
 
 def test_board_runs_the_integral_readout_as_train_does(integral) -> None:
-    packed = pack_checkpoint(integral, "tianjic")
-    board = BoardController(in_process_board(packed.data, tempfile.mkdtemp(), "tianjic"), 1.0)
-    obs = observations(integral.policy.config.n_obs)
-    twin = TorchController(integral.policy, quantised=True)
-    actions = []
-    for controller in (board, twin):
-        controller.set_learning(True)
-        controller.reset()
-        actions.append(np.array([controller.step(o) for o in obs]))
-    assert np.max(np.abs(actions[0] - actions[1])) < 1e-4
+    assert board_against_twin(integral, observations(integral.policy.config.n_obs, 80)) < 1e-4
 
 
 def test_copies_over_split_cores_decode_the_same_actions(integral) -> None:
@@ -81,7 +60,7 @@ def test_copies_over_split_cores_decode_the_same_actions(integral) -> None:
         [SHIFT, 2, 2],
         [SHIFT, SHIFT],
     ]
-    obs = observations(q.n_obs)
+    obs = observations(q.n_obs, 80)
     whole = run_engine(Engine(map_network(q, get_profile("tianjic"))), obs)
     np.testing.assert_array_equal(whole, run_engine(Engine(split, narrow), obs))
     # and the slow neurons are not a no-op: without their decoder weights the actions differ

@@ -3,21 +3,18 @@ the board as train's board numerics run it, and exports to ONNX with parity."""
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from deploy.engines import BoardController, TorchController, in_process_board
 from deploy.mapping import map_network
 from deploy.onnx_export import export_onnx, parity
-from deploy.pack import pack_checkpoint
 from deploy.quantise import load_checkpoint, quantise
 from firmware_sim.engine import Engine
 from firmware_sim.profiles import Profile, get_profile
-from tests.deploy.conftest import train_small
+from tests.deploy.conftest import board_against_twin, observations, run_engine, train_small
 
 LEVELS = (-0.5, 2.25)  # far from the unmodulated (1, 1), so the modulator visibly matters
 
@@ -31,15 +28,6 @@ def modulated(tmp_path_factory):
     return checkpoint
 
 
-def observations(n_obs: int, steps: int = 60) -> np.ndarray:
-    return np.random.default_rng(0).uniform(-1, 1, (steps, n_obs)).astype(np.float32)
-
-
-def run_engine(engine: Engine, obs: np.ndarray) -> np.ndarray:
-    engine.learning = True
-    return np.array([engine.step(o) for o in obs])
-
-
 def test_tables_name_the_last_hidden_neuron_with_q78_levels(modulated) -> None:
     q = quantise(modulated)
     assert q.hidden["mod_src"].tolist() == [0, q.n_hidden - 1]
@@ -48,16 +36,7 @@ def test_tables_name_the_last_hidden_neuron_with_q78_levels(modulated) -> None:
 
 
 def test_board_runs_the_modulated_rule_as_train_does(modulated) -> None:
-    packed = pack_checkpoint(modulated, "tianjic")
-    board = BoardController(in_process_board(packed.data, tempfile.mkdtemp(), "tianjic"), 1.0)
-    obs = observations(modulated.policy.config.n_obs)
-    twin = TorchController(modulated.policy, quantised=True)
-    actions = []
-    for controller in (board, twin):
-        controller.set_learning(True)
-        controller.reset()
-        actions.append(np.array([controller.step(o) for o in obs]))
-    assert np.max(np.abs(actions[0] - actions[1])) < 1e-4
+    assert board_against_twin(modulated, observations(modulated.policy.config.n_obs)) < 1e-4
 
 
 def test_split_layer_readdresses_the_modulator(modulated) -> None:

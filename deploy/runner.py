@@ -66,6 +66,11 @@ class RunResult:
         }
 
 
+def check_episodes(episodes: int) -> None:
+    if episodes < 1:
+        raise DeployError("--episodes must be at least 1.")
+
+
 def run(
     controller: Controller,
     env_id: str,
@@ -89,8 +94,7 @@ def run(
     episodes and moving targets)."""
     import robot_env
 
-    if episodes < 1:
-        raise DeployError("--episodes must be at least 1.")
+    check_episodes(episodes)
     if plan.board and board_client is None:
         raise DeployError("board faults need a board; run them with --port.")
     if plan.link and link is None:

@@ -17,7 +17,7 @@ from deploy.engines import BoardController
 from deploy.errors import DeployError
 from deploy.faults import route_faults
 from deploy.report import markdown, write_gif, write_plots
-from deploy.runner import RunResult, run
+from deploy.runner import RunResult, check_episodes, run
 
 LEARNING_MODES = {"on": (True,), "off": (False,), "both": (True, False)}
 
@@ -40,7 +40,13 @@ def board_session(
     """Run the closed loop on the board behind ``client`` and write the out folder."""
     if learning not in LEARNING_MODES:
         raise DeployError(f"--learning must be on, off or both, not {learning!r}.")
+    import robot_env
+
     plan = route_faults(fault_specs)
+    # A run that cannot start is refused before the out folder is touched, so a mistyped env id
+    # never truncates an earlier run's telemetry.
+    check_episodes(episodes)
+    robot_env.make(env_id).close()
     controller = BoardController.for_image(client, image_meta or {})
     out.mkdir(parents=True, exist_ok=True)
     results: list[RunResult] = []

@@ -39,6 +39,27 @@ def test_hil_against_no_board_fails_cleanly(tmp_path, capsys) -> None:
     assert capsys.readouterr().err.startswith("glocal hil: error: cannot open")
 
 
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (["--env", "glocal/NoSuchEnv-v0"], "cannot make 'glocal/NoSuchEnv-v0'"),
+        (["--episodes", "0"], "--episodes must be at least 1."),
+    ],
+)
+def test_a_run_that_cannot_start_leaves_the_out_folder_alone(
+    board_url, tmp_path, capsys, bad, message
+) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    earlier = out / "telemetry.jsonl"
+    earlier.write_text('{"step": 0}\n')
+    assert main(["run", "--port", board_url, "--out", str(out), *bad]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("glocal run: error: ") and message in err
+    assert "episodes of" not in err  # refused before any progress
+    assert earlier.read_text() == '{"step": 0}\n' and sorted(out.iterdir()) == [earlier]
+
+
 def test_pack_flash_run_over_the_pty_with_faults_in_every_domain(
     checkpoint_dir, board_url, tmp_path, capsys
 ) -> None:

@@ -67,6 +67,7 @@ class RunResult:
 
 
 def check_episodes(episodes: int) -> None:
+    """Refuse a run of no episodes (callers check before they write anything)."""
     if episodes < 1:
         raise DeployError("--episodes must be at least 1.")
 

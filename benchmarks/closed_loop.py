@@ -20,9 +20,9 @@ import numpy as np
 
 import robot_env
 from deploy.demo import shipped_checkpoint
-from deploy.engines import BoardController, OnnxController, TorchController
+from deploy.engines import BoardController, TorchController
 from deploy.flash import connect, flash_and_boot
-from deploy.onnx_export import export_onnx
+from deploy.onnx_export import OnnxController, export_onnx
 from deploy.pack import pack_checkpoint
 from deploy.quantise import load_checkpoint
 from firmware_sim.process import BoardProcess

@@ -97,49 +97,6 @@ class TorchController:
         return {"trace": h}
 
 
-class OnnxController:
-    """The exported float step in onnxruntime; the state travels as explicit tensors."""
-
-    def __init__(self, model_path: str, n_hidden: int) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            str(model_path), options, providers=["CPUExecutionProvider"]
-        )
-        self.name = "onnx"
-        self.inputs = {i.name: i for i in self.session.get_inputs()}
-        self.state: dict[str, np.ndarray] = {}
-        self.learning = True
-        self.reset()
-
-    def reset(self) -> None:
-        from deploy.onnx_export import STATE_NAMES
-
-        self.state = {
-            name: np.zeros([int(d) for d in self.inputs[name].shape], np.float32)
-            for name in STATE_NAMES
-        }
-
-    def set_learning(self, on: bool) -> None:
-        self.learning = on
-
-    def step(self, obs: np.ndarray) -> np.ndarray:
-        from deploy.onnx_export import STATE_NAMES
-
-        feeds = dict(self.state)
-        feeds["obs"] = np.asarray(obs, np.float32)[None]
-        feeds["learning"] = np.array([1.0 if self.learning else 0.0], np.float32)
-        outputs = self.session.run(None, feeds)
-        self.state = dict(zip(STATE_NAMES, outputs[1:], strict=True))
-        return outputs[0][0]
-
-    def probe(self) -> dict[str, np.ndarray]:
-        return {"trace": self.state["h"][0].astype(np.float64)}
-
-
 class BoardController:
     """A board behind the protocol's client: STEP per control step, RESET per episode.
 

@@ -10,9 +10,10 @@ The graph is train's ``net_step`` (all ``ticks`` ticks unrolled) for a batch of 
 
 ``learning`` is 1.0 (the local rule runs) or 0.0 (lambda = 1 and eta = 0: the trace is frozen,
 the global-weights baseline). So onnxruntime runs the *adapting* network: feed each step's
-state outputs back as the next step's inputs. :func:`parity` runs torch and onnxruntime side by
-side over a seeded closed-loop episode and reports the largest difference in actions and state;
-:func:`export_checked` puts a graph at its path only once it has passed.
+state outputs back as the next step's inputs, as :class:`OnnxController` does. :func:`parity`
+runs torch and onnxruntime side by side over a seeded closed-loop episode and reports the largest
+difference in actions and state; :func:`export_checked` puts a graph at its path only once it has
+passed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 
 from deploy.errors import DeployError, ParityError
 
@@ -117,6 +119,43 @@ def scaled_difference(ours: np.ndarray, theirs: np.ndarray) -> float:
     return float(np.max(np.abs(ours - theirs) / np.maximum(1.0, np.abs(ours))))
 
 
+class OnnxController:
+    """The exported float step in onnxruntime; the state travels as explicit tensors."""
+
+    def __init__(self, model_path: str, n_hidden: int) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(
+            str(model_path), options, providers=["CPUExecutionProvider"]
+        )
+        self.name = "onnx"
+        self.inputs = {i.name: i for i in self.session.get_inputs()}
+        self.state: dict[str, np.ndarray] = {}
+        self.learning = True
+        self.reset()
+
+    def reset(self) -> None:
+        self.state = {
+            name: np.zeros([int(d) for d in self.inputs[name].shape], np.float32)
+            for name in STATE_NAMES
+        }
+
+    def set_learning(self, on: bool) -> None:
+        self.learning = on
+
+    def step(self, obs: np.ndarray) -> np.ndarray:
+        feeds = dict(self.state)
+        feeds["obs"] = np.asarray(obs, np.float32)[None]
+        feeds["learning"] = np.array([1.0 if self.learning else 0.0], np.float32)
+        outputs = self.session.run(None, feeds)
+        self.state = dict(zip(STATE_NAMES, outputs[1:], strict=True))
+        return outputs[0][0]
+
+    def probe(self) -> dict[str, np.ndarray]:
+        return {"trace": self.state["h"][0].astype(np.float64)}
+
+
 def parity(
     policy: Any,
     model_path: str | Path,
@@ -137,7 +176,7 @@ def parity(
     the model parts by orders of magnitude more.
     """
     import robot_env
-    from deploy.engines import OnnxController, TorchController
+    from deploy.engines import TorchController
 
     torch_c = TorchController(policy)
     onnx_c = OnnxController(str(model_path), policy.config.n_hidden)

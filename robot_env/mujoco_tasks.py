@@ -51,7 +51,7 @@ class MujocoBody:
         "geom_contype",
         "geom_conaffinity",
     )
-    end_body = ""
+    end_body: str  # each task's adapter names it
 
     def __init__(self, unwrapped: gym.Env) -> None:
         self.unwrapped = unwrapped

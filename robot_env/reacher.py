@@ -18,13 +18,13 @@ import numpy as np
 from gymnasium.envs.mujoco.reacher_v5 import ReacherEnv
 from gymnasium.utils import EzPickle
 
+from robot_env.arm import TARGET_PERIOD  # ArmReach's: both arms' targets move alike
 from robot_env.channels import Channel, angle, scalar
 from robot_env.mujoco_tasks import MujocoBody, MujocoTeacher, dense_mass_matrix
 from robot_env.registry import REACHER, REACHER_MOVING_TARGET, register_task
 
 KP = 100.0
 KD = 2.0 * np.sqrt(KP)
-TARGET_PERIOD = 50  # control steps per target, as ArmReach's arm.TARGET_PERIOD
 GOAL_RADIUS = 0.2  # m: ReacherEnv.reset_model's goal disc
 
 

@@ -11,7 +11,7 @@ import pytest
 from deploy.errors import DeployError
 from deploy.evaluate import ENV, TaskEnv, evaluate_main, main, robot_spec, task_of
 from tests.deploy.conftest import train_small
-from train.tasks import BANDS, REACHER_BANDS
+from train.fault_batch import BANDS, REACHER_BANDS
 
 
 def test_the_task_comes_from_the_checkpoint_or_env_and_never_both_apart() -> None:

@@ -67,15 +67,13 @@ class TeacherController:
 
 
 class TaskEnv:
-    """The task of a run: its id, the env factory for the runner and its fault bands."""
+    """The task of a run: its id, its fault bands and the robot_env env the runner builds."""
 
-    def __init__(self, task_id: str, steps: int) -> None:
+    def __init__(self, task_id: str) -> None:
         from train.tasks import get_task
 
         self.id = task_id
         self.spec = get_task(task_id, DeployError)
-        make = self.spec.make_env
-        self.make_env = None if make is None else (lambda faults: make(faults, steps))
 
     def run(self, controller: Any, plan: Any, seed: int, steps: int, learning: bool, **kw: Any):
         return run(
@@ -86,7 +84,6 @@ class TaskEnv:
             seed=seed,
             steps=steps,
             learning=learning,
-            make_env=self.make_env,
             **kw,
         )
 
@@ -96,7 +93,7 @@ def robot_spec(
 ) -> str:
     """One held-out fault of ``kind`` on a random joint (``bands``: the task's, default
     ArmReach's)."""
-    from train.tasks import BANDS, fault_spec
+    from train.fault_batch import BANDS, fault_spec
 
     low, high = (bands or BANDS)[kind][1]
     value = rng.uniform(low, high)
@@ -120,7 +117,7 @@ def robot_table(
 ) -> dict[str, Any]:
     from train.evaluate import closure
 
-    task = task or TaskEnv(ENV, steps)
+    task = task or TaskEnv(ENV)
     table: dict[str, Any] = {}
     for k, kind in enumerate(ROBOT_KINDS):
         rng = np.random.default_rng(seed + k)
@@ -163,7 +160,7 @@ def on_fresh_boards(
     change weight memory (as on a chip), so without the reboot they would pile up across
     episodes and runs. Each episode draws its own faulty synapses, neurons or bits (fault seed
     ``seed + e``): the table is over chips, not one chip's draw."""
-    task = task or TaskEnv(ENV, steps)
+    task = task or TaskEnv(ENV)
     rewards = []
     for e in range(episodes):
         plan = route_faults([f"{spec.format(onset=onset)},seed={seed + e}"] if spec else [])
@@ -319,7 +316,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         encoder_copies=args.encoder_copies,
         readout_copies=args.readout_copies,
     )
-    task = TaskEnv(task_of(packed.checkpoint.task, args.env), args.steps)
+    task = TaskEnv(task_of(packed.checkpoint.task, args.env))
     args.out.mkdir(parents=True, exist_ok=True)
     with BoardProcess("tianjic") as process:
         client, transport = connect(process.url)

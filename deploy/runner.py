@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -86,13 +85,8 @@ def run(
     frames_every: int = 0,
     board_client: Any = None,
     link: Any = None,
-    make_env: Callable[[list[Any]], Any] | None = None,
 ) -> RunResult:
-    """Run ``episodes`` closed-loop episodes; see the module docstring.
-
-    ``make_env(robot_faults)`` builds the env instead of ``robot_env.make(env_id, ...)``, for a
-    task that training wraps further (``train.tasks.TASKS[...].make_env``: Reacher-v5 with long
-    episodes and moving targets)."""
+    """Run ``episodes`` closed-loop episodes; see the module docstring."""
     import robot_env
 
     check_episodes(episodes)
@@ -104,10 +98,7 @@ def run(
     kwargs: dict[str, Any] = {"render_mode": "rgb_array"} if frames_every else {}
     if steps is not None:  # --steps beyond the registered limit (Reacher's 50) is honoured
         kwargs["max_episode_steps"] = steps
-    if make_env is not None:
-        env = make_env(plan.robot)
-    else:
-        env = robot_env.make(env_id, plan.robot, **kwargs)
+    env = robot_env.make(env_id, plan.robot, **kwargs)
     if hasattr(controller, "bind"):  # a controller that reads the env itself (a teacher)
         controller.bind(env)
     limit = env.spec.max_episode_steps if env.spec is not None else None

@@ -27,15 +27,16 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from robot_env.channels import Channel, angle, scalar
 from robot_env.faults import RobotFault, check_jointed_body_fault, joint_indices, target_parts
+from robot_env.registry import ARM_REACH, register_task
 from robot_env.render import Canvas
-from robot_env.wrapper import Channel, angle, scalar
+from robot_env.teachers import Teacher
 
 DT = 0.05  # s per control step
 SUBSTEPS = 1  # RK4 steps per control step at least (energy drifts < 1e-4 over 10 s free motion)
 QD_MAX = 20.0  # rad/s
 TORQUE_MAX = 5.0  # N m at motor_gain 1
-EPISODE_STEPS = 400
 TARGET_PERIOD = 50  # control steps per target
 OBS_SIZE = 10
 
@@ -400,3 +401,27 @@ class ArmReachEnv(gym.Env):
         canvas.disc(elbow, 0.04, (40, 40, 40))
         canvas.disc(tip, 0.03 + 0.05 * float(self.params.payload), (240, 170, 40))
         return canvas.image()
+
+
+class ArmTeacher(Teacher):
+    """Computed torque towards the inverse-kinematics solution of the current target."""
+
+    def observed_state(self, obs: np.ndarray) -> tuple[np.ndarray, ...]:
+        return state_from_obs(obs)
+
+    def true_state(self) -> tuple[np.ndarray, ...]:
+        return self.unwrapped.q, self.unwrapped.qd, self.unwrapped.target
+
+    def model(self, faulted: bool) -> ArmParams:
+        return self.unwrapped.params if faulted else self.unwrapped.base_params
+
+    def output(self, state: tuple[np.ndarray, ...], model: ArmParams) -> np.ndarray:
+        q, qd, target = state
+        return torque_to_output(computed_torque(q, qd, target, model), model)
+
+    def advance(self, state: tuple, output: np.ndarray, model: ArmParams) -> tuple:
+        q, qd = arm_step(state[0], state[1], output, model)
+        return q, qd, state[2]
+
+
+register_task(ARM_REACH, teacher=ArmTeacher)  # the env models its own body and sensors

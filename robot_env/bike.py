@@ -24,9 +24,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from robot_env.channels import Channel, angle, scalar
 from robot_env.faults import RobotFault, check_jointed_body_fault
+from robot_env.registry import BIKE_BALANCE, register_task
 from robot_env.render import Canvas
-from robot_env.wrapper import Channel, angle, scalar
+from robot_env.teachers import Teacher
 
 DT = 0.05  # s per control step
 TORQUE_MAX = 10.0  # N m of steering torque
@@ -279,3 +281,38 @@ class BikeBalanceEnv(gym.Env):
             tip = centre + 0.22 * np.array([np.cos(direction), np.sin(direction)])
             canvas.segment(centre, tip, 0.025, colour)
         return canvas.image()
+
+
+class BikeTeacher(Teacher):
+    """LQR on the linearised Whipple model at this episode's speed and mass."""
+
+    def __init__(self, env: gym.Env, fault_aware: bool) -> None:
+        super().__init__(env, fault_aware)
+        self._gains: dict[BikeParams, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def observed_state(self, obs: np.ndarray) -> np.ndarray:
+        p = self.unwrapped.base_params
+        heading = np.arctan2(obs[5], obs[4])
+        return np.array([obs[0] - p.roll_offset, obs[1] - p.steer_offset, obs[2], obs[3], -heading])
+
+    def true_state(self) -> np.ndarray:
+        return self.unwrapped.teacher_state()
+
+    def model(self, faulted: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        params = self.unwrapped.params if faulted else self.unwrapped.base_params
+        if params not in self._gains:
+            if len(self._gains) > 16:  # one entry per episode and body fault; keep it small
+                self._gains.clear()
+            ad, bd = discrete_matrices(params)
+            self._gains[params] = (ad, bd, lqr_gain(ad, bd, LQR_Q, LQR_R))
+        return self._gains[params]
+
+    def output(self, state: np.ndarray, model: tuple) -> np.ndarray:
+        return -(model[2] @ state) / TORQUE_MAX
+
+    def advance(self, state: np.ndarray, output: np.ndarray, model: tuple) -> np.ndarray:
+        ad, bd, _ = model
+        return ad @ state + bd[:, 0] * TORQUE_MAX * float(np.clip(output[0], -1, 1))
+
+
+register_task(BIKE_BALANCE, teacher=BikeTeacher)  # the env models its own body and sensors

@@ -51,7 +51,7 @@ def envs_command(args: argparse.Namespace) -> dict[str, Any]:
         for name, kind in KINDS.items()
     }
     for env_id, task in tasks.items():
-        print(f"{env_id:24} {task.get('shapes', task.get('why'))}", file=sys.stderr)
+        print(f"{env_id:30} {task.get('shapes', task.get('why'))}", file=sys.stderr)
     for name, kind in KINDS.items():
         key = f"{kind.magnitude_key}=" if kind.magnitude_key else "-"
         print(f"robot:{name:16} {kind.group:9} {key:8} {kind.doc}", file=sys.stderr)

@@ -10,8 +10,10 @@ controller would know). They differ only in what they know of the faults:
   command will meet). Saturation and a dead motor cannot be inverted.
 
 Every teacher is deterministic: ``act(obs)`` depends only on ``obs`` and the env's state.
-Controllers: computed torque on ArmReach and Reacher (MuJoCo's mass matrix), LQR on BikeBalance,
-a scripted trot with joint PD on Ant (see :mod:`robot_env.mujoco_tasks`).
+Each task module owns its teacher and registers it with its id (:mod:`robot_env.registry`):
+computed torque on ArmReach (:mod:`robot_env.arm`) and Reacher (:mod:`robot_env.reacher`, MuJoCo's
+mass matrix), LQR on BikeBalance (:mod:`robot_env.bike`), a scripted trot with joint PD on Ant
+(:mod:`robot_env.ant`).
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from robot_env import arm, bike
 from robot_env.errors import EnvError
 from robot_env.faults import ActuatorModel, invert_actuator
+from robot_env.registry import task_ids, task_parts
 from robot_env.wrapper import find_fault_wrapper
 
 
@@ -89,71 +91,12 @@ class Teacher:
         raise NotImplementedError
 
 
-class ArmTeacher(Teacher):
-    """Computed torque towards the inverse-kinematics solution of the current target."""
-
-    def observed_state(self, obs: np.ndarray) -> tuple[np.ndarray, ...]:
-        return arm.state_from_obs(obs)
-
-    def true_state(self) -> tuple[np.ndarray, ...]:
-        return self.unwrapped.q, self.unwrapped.qd, self.unwrapped.target
-
-    def model(self, faulted: bool) -> arm.ArmParams:
-        return self.unwrapped.params if faulted else self.unwrapped.base_params
-
-    def output(self, state: tuple[np.ndarray, ...], model: arm.ArmParams) -> np.ndarray:
-        q, qd, target = state
-        return arm.torque_to_output(arm.computed_torque(q, qd, target, model), model)
-
-    def advance(self, state: tuple, output: np.ndarray, model: arm.ArmParams) -> tuple:
-        q, qd = arm.arm_step(state[0], state[1], output, model)
-        return q, qd, state[2]
-
-
-class BikeTeacher(Teacher):
-    """LQR on the linearised Whipple model at this episode's speed and mass."""
-
-    def __init__(self, env: gym.Env, fault_aware: bool) -> None:
-        super().__init__(env, fault_aware)
-        self._gains: dict[bike.BikeParams, np.ndarray] = {}
-
-    def observed_state(self, obs: np.ndarray) -> np.ndarray:
-        p = self.unwrapped.base_params
-        heading = np.arctan2(obs[5], obs[4])
-        return np.array([obs[0] - p.roll_offset, obs[1] - p.steer_offset, obs[2], obs[3], -heading])
-
-    def true_state(self) -> np.ndarray:
-        return self.unwrapped.teacher_state()
-
-    def model(self, faulted: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        params = self.unwrapped.params if faulted else self.unwrapped.base_params
-        if params not in self._gains:
-            if len(self._gains) > 16:  # one entry per episode and body fault; keep it small
-                self._gains.clear()
-            ad, bd = bike.discrete_matrices(params)
-            self._gains[params] = (ad, bd, bike.lqr_gain(ad, bd, bike.LQR_Q, bike.LQR_R))
-        return self._gains[params]
-
-    def output(self, state: np.ndarray, model: tuple) -> np.ndarray:
-        return -(model[2] @ state) / bike.TORQUE_MAX
-
-    def advance(self, state: np.ndarray, output: np.ndarray, model: tuple) -> np.ndarray:
-        ad, bd, _ = model
-        return ad @ state + bd[:, 0] * bike.TORQUE_MAX * float(np.clip(output[0], -1, 1))
-
-
 def make_teacher(env: gym.Env, fault_aware: bool = True) -> Teacher:
-    """The privileged teacher for ``env`` (any wrapper chain over a supported task)."""
-    unwrapped = env.unwrapped
-    if isinstance(unwrapped, arm.ArmReachEnv):
-        return ArmTeacher(env, fault_aware)
-    if isinstance(unwrapped, bike.BikeBalanceEnv):
-        return BikeTeacher(env, fault_aware)
-    name = type(unwrapped).__name__
-    if name in ("ReacherEnv", "AntEnv"):
-        from robot_env import mujoco_tasks
-
-        return mujoco_tasks.make_mujoco_teacher(env, fault_aware)
-    raise EnvError(
-        f"no teacher for {name}; teachers exist for ArmReach, BikeBalance, Reacher, Ant."
-    )
+    """The privileged teacher for ``env`` (any wrapper chain over a registered task)."""
+    parts = task_parts(env)
+    if parts is None:
+        raise EnvError(
+            f"no teacher for {type(env.unwrapped).__name__}; teachers exist for "
+            f"{', '.join(task_ids())}."
+        )
+    return parts.teacher(env, fault_aware)

@@ -2,25 +2,25 @@
 
 Actuator faults act on the action on its way in, sensor faults on the observation on its way out
 and body faults on the physics, through the env's own ``apply_body_faults`` (the numpy tasks) or
-an adapter over a MuJoCo model. Timing and the actuator pipeline are written once, in
-:mod:`robot_env.faults`. ``info["faults"]`` lists the faults active at the step just taken (their
-onset resolved), so an evaluation can align returns to onset.
+the body adapter its task registers (:mod:`robot_env.registry`; the MuJoCo tasks). Timing and
+the actuator pipeline are written once, in :mod:`robot_env.faults`. ``info["faults"]`` lists the
+faults active at the step just taken (their onset resolved), so an evaluation can align returns
+to onset.
 
-Sensor faults address *channels*. A channel is a scalar entry or an angle stored as a (cos, sin)
-pair, for which noise, bias and stuck act on the angle (radians) and keep the pair on the unit
-circle. Targets: ``obs=i`` (entry ``i``, any env), ``joint=j`` and ``channel=NAME`` (where the env
-names its sensors: ``sensor_channels()``), ``all`` (every entry as a scalar).
+Sensor faults address *channels* (:mod:`robot_env.channels`). Targets: ``obs=i`` (entry ``i``,
+any env), ``joint=j`` and ``channel=NAME`` (where the env or its adapter names its sensors:
+``sensor_channels()``), ``all`` (every entry as a scalar).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
 
+from robot_env.channels import Channel, scalar
 from robot_env.errors import EnvError, FaultTargetError
 from robot_env.faults import (
     ACTUATOR,
@@ -36,22 +36,7 @@ from robot_env.faults import (
     joint_indices,
     target_parts,
 )
-
-
-@dataclass(frozen=True)
-class Channel:
-    """One sensor reading: ``("scalar", (i,))`` or ``("angle", (cos_i, sin_i))``."""
-
-    kind: str
-    index: tuple[int, ...]
-
-
-def scalar(i: int) -> Channel:
-    return Channel("scalar", (i,))
-
-
-def angle(cos_i: int, sin_i: int) -> Channel:
-    return Channel("angle", (cos_i, sin_i))
+from robot_env.registry import body_adapter
 
 
 class BodyModel(Protocol):
@@ -84,8 +69,11 @@ class FaultWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
             raise EnvError("FaultWrapper needs an env with Box action and observation spaces.")
         self.n_action = int(np.prod(env.action_space.shape))
         self.n_obs = int(np.prod(env.observation_space.shape))
-        self.channels = _named_channels(env.unwrapped, self.n_obs)
-        self.body: BodyModel | None = _body_model(env.unwrapped)
+        adapter = body_adapter(env.unwrapped)
+        self.channels: dict[str, list[Channel]] = (
+            dict(adapter.sensor_channels()) if hasattr(adapter, "sensor_channels") else {}
+        )
+        self.body: BodyModel | None = adapter if hasattr(adapter, "apply_body_faults") else None
         self.faults: tuple[RobotFault, ...] = ()
         self.onsets: tuple[int, ...] = ()
         self.actuator = ActuatorModel.healthy(self.n_action)
@@ -133,7 +121,7 @@ class FaultWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         elif self.body is None:
             raise FaultTargetError(
                 f"{fault.kind} is a body fault, and {type(self.env.unwrapped).__name__} exposes no "
-                "body model (apply_body_faults or a MuJoCo model)."
+                "body model (apply_body_faults, or a body adapter registered with its task)."
             )
         elif hasattr(self.body, "check_body_fault"):
             self.body.check_body_fault(fault)
@@ -306,34 +294,6 @@ def _corrupt(
         cos_turn, sin_turn = np.cos(turn), np.sin(turn)
         reading[pairs[:, 0]] = cos * cos_turn - sin * sin_turn
         reading[pairs[:, 1]] = sin * cos_turn + cos * sin_turn
-
-
-def _named_channels(unwrapped: gym.Env, n_obs: int) -> dict[str, list[Channel]]:
-    if hasattr(unwrapped, "sensor_channels"):
-        return dict(unwrapped.sensor_channels())
-    if _is_mujoco(unwrapped):
-        from robot_env.mujoco_tasks import mujoco_sensor_channels
-
-        return mujoco_sensor_channels(unwrapped)
-    return {}
-
-
-def _body_model(unwrapped: gym.Env) -> BodyModel | None:
-    if hasattr(unwrapped, "apply_body_faults"):
-        return unwrapped
-    if _is_mujoco(unwrapped):
-        from robot_env.mujoco_tasks import MujocoBody
-
-        return MujocoBody(unwrapped)
-    return None
-
-
-def _is_mujoco(unwrapped: gym.Env) -> bool:
-    return (
-        hasattr(unwrapped, "model")
-        and hasattr(unwrapped, "data")
-        and hasattr(unwrapped, "do_simulation")
-    )
 
 
 def find_fault_wrapper(env: gym.Env) -> FaultWrapper | None:

@@ -32,6 +32,7 @@ import torch
 
 from train.checkpoint import MODEL_FILE, RESUME_FILE, save_model, write_json
 from train.errors import TrainError
+from train.fault_batch import TRAINED_KINDS, FaultBatch
 from train.models import (
     SPIKING_KINDS,
     ChipFaults,
@@ -42,7 +43,7 @@ from train.models import (
     detach_state,
     matched_hidden,
 )
-from train.tasks import TASK_ID, TASKS, TRAINED_KINDS, FaultBatch, get_task
+from train.tasks import TASK_ID, TASKS, get_task
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import pytest
 from deploy.errors import DeployError
 from deploy.evaluate import ENV, TaskEnv, evaluate_main, main, robot_spec, task_of
 from tests.deploy.conftest import train_small
-from train.tasks import BANDS, REACHER_BANDS
+from train.fault_batch import BANDS, REACHER_BANDS
 
 
 def test_the_task_comes_from_the_checkpoint_or_env_and_never_both_apart() -> None:
@@ -22,7 +22,7 @@ def test_the_task_comes_from_the_checkpoint_or_env_and_never_both_apart() -> Non
     with pytest.raises(DeployError, match="trained on glocal/ArmReach-v0, not Reacher-v5"):
         task_of(ENV, "Reacher-v5")
     with pytest.raises(DeployError, match="unknown task 'Nope-v0'"):
-        TaskEnv("Nope-v0", 300)
+        TaskEnv("Nope-v0")
 
 
 def test_armreach_specs_are_drawn_and_written_as_before() -> None:
@@ -61,7 +61,7 @@ def test_reacher_episodes_outlast_reacher_own_50_steps() -> None:
     from deploy.faults import route_faults
 
     plan = route_faults([robot_spec("reversed-motor", np.random.default_rng(0), 20, REACHER_BANDS)])
-    task = TaskEnv("Reacher-v5", 80)
+    task = TaskEnv("Reacher-v5")
     returns = {}
     for aware in (False, True):
         result = task.run(TeacherController(aware), plan, seed=3, steps=80, learning=True)

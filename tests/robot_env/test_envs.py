@@ -1,4 +1,7 @@
-"""Every registered task passes check_env, replays exactly from its seed, and renders headless."""
+"""Every registered task passes check_env, replays exactly from its seed and has a teacher; the
+numpy tasks render headless."""
+
+import importlib.util
 
 import gymnasium as gym
 import numpy as np
@@ -7,6 +10,15 @@ from gymnasium.utils.env_checker import check_env
 
 import robot_env
 from robot_env import arm, bike
+
+NO_MUJOCO = importlib.util.find_spec("mujoco") is None
+EVERY_TASK = [
+    *robot_env.NUMPY_TASKS,
+    *(
+        pytest.param(env_id, marks=[pytest.mark.mujoco, pytest.mark.skipif(NO_MUJOCO, reason="")])
+        for env_id in robot_env.MUJOCO_TASKS
+    ),
+]
 
 
 def rollout(env: gym.Env, seed: int, steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -22,14 +34,20 @@ def rollout(env: gym.Env, seed: int, steps: int) -> tuple[np.ndarray, np.ndarray
     return np.array(observations), np.array(rewards)
 
 
-@pytest.mark.parametrize("env_id", robot_env.NUMPY_TASKS)
+# gymnasium's MuJoCo envs declare unbounded observations, and its checker warns about that.
+UNBOUNDED = "ignore:.*A Box observation space m.* is probably too"
+
+
+@pytest.mark.parametrize("env_id", EVERY_TASK)
+@pytest.mark.filterwarnings(UNBOUNDED)
 def test_check_env_passes(env_id):
     env = gym.make(env_id)
-    check_env(env.unwrapped, skip_render_check=False)
+    # MuJoCo's render check would open a window, and there is no display here.
+    check_env(env.unwrapped, skip_render_check=env_id in robot_env.MUJOCO_TASKS)
 
 
-@pytest.mark.parametrize("env_id", robot_env.NUMPY_TASKS)
-@pytest.mark.filterwarnings("ignore:.*is different from the unwrapped")
+@pytest.mark.parametrize("env_id", EVERY_TASK)
+@pytest.mark.filterwarnings("ignore:.*is different from the unwrapped", UNBOUNDED)
 def test_check_env_passes_with_faults_wrapped(env_id):
     env = robot_env.make(
         env_id, ["robot:sensor-noise:joint=0,std=0.05", "robot:gain-loss:gain=0.5"]
@@ -37,7 +55,7 @@ def test_check_env_passes_with_faults_wrapped(env_id):
     check_env(env, skip_render_check=True)
 
 
-@pytest.mark.parametrize("env_id", robot_env.NUMPY_TASKS)
+@pytest.mark.parametrize("env_id", EVERY_TASK)
 def test_seed_reproduces_episode_and_differs_across_seeds(env_id):
     faults = ["robot:sensor-dropout:p=0.3,onset=5..20", "robot:bias-torque:bias=0.1,onset=10"]
     first = rollout(robot_env.make(env_id, faults), seed=3, steps=60)
@@ -46,6 +64,16 @@ def test_seed_reproduces_episode_and_differs_across_seeds(env_id):
     np.testing.assert_array_equal(first[0], again[0])
     np.testing.assert_array_equal(first[1], again[1])
     assert not np.array_equal(first[0][0], other[0][0])
+
+
+@pytest.mark.parametrize("env_id", EVERY_TASK)
+def test_every_task_registers_its_teacher(env_id):
+    env = robot_env.make(env_id)
+    for aware in (False, True):
+        teacher = robot_env.make_teacher(env, fault_aware=aware)
+        assert isinstance(teacher, robot_env.Teacher) and teacher.fault_aware == aware
+    obs, _ = env.reset(seed=0)
+    assert env.action_space.contains(teacher(obs))
 
 
 @pytest.mark.parametrize("env_id", robot_env.NUMPY_TASKS)

@@ -1,20 +1,13 @@
-"""MuJoCo Reacher-v5 and Ant-v5 under the same faults and teachers."""
+"""MuJoCo Reacher-v5 (and its moving-target version) and Ant-v5 under the same faults and
+teachers."""
 
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env
 
 import robot_env
 
 mujoco = pytest.importorskip("mujoco")
 pytestmark = pytest.mark.mujoco
-
-
-@pytest.mark.filterwarnings("ignore:.*is different from the unwrapped")
-def test_check_env_with_faults_on_reacher():
-    # No display here: skip the render check (it would open a human window).
-    env = robot_env.make("Reacher-v5", ["robot:sensor-bias:joint=0,bias=0.2"])
-    check_env(env, skip_render_check=True)
 
 
 def test_crippled_leg_changes_only_that_leg_and_heals_after_its_duration():
@@ -83,3 +76,41 @@ def test_ant_gait_walks_forward_even_with_a_crippled_leg():
     _, healthy = run("Ant-v5", [], False, 0, 300)
     _, crippled = run("Ant-v5", ["robot:crippled-leg:leg=0"], True, 0, 300)
     assert healthy["x_position"] > 6.0 and crippled["x_position"] > 3.0
+
+
+def test_moving_target_moves_every_50_steps_on_its_phase_and_leaves_the_arm_alone() -> None:
+    from robot_env.reacher import GOAL_RADIUS, move_target
+
+    for phase in (0, 17):
+        env = robot_env.make(robot_env.REACHER_MOVING_TARGET, phase=phase, max_episode_steps=120)
+        teacher = robot_env.make_teacher(env, fault_aware=True)
+        obs, _ = env.reset(seed=5)
+        targets = [obs[4:6]]
+        for _ in range(120):
+            obs, *_ = env.step(teacher(obs))
+            targets.append(obs[4:6])
+            tip = env.unwrapped.get_body_com("fingertip")[:2]
+            np.testing.assert_allclose(obs[8:10], tip - obs[4:6], atol=1e-6)
+        moved = np.any(np.diff(np.stack(targets), axis=0) != 0, axis=1)
+        expected = [t for t in range(1, 121) if (t + phase) % 50 == 0]
+        assert list(np.flatnonzero(moved) + 1) == expected
+        assert (np.linalg.norm(np.stack(targets), axis=1) < GOAL_RADIUS).all()
+    # moving the target leaves the arm's joints and speeds as they were
+    unwrapped = env.unwrapped
+    qpos, qvel = unwrapped.data.qpos.copy(), unwrapped.data.qvel.copy()
+    obs = move_target(unwrapped)
+    np.testing.assert_array_equal(unwrapped.data.qpos[:2], qpos[:2])
+    np.testing.assert_array_equal(unwrapped.data.qvel[:2], qvel[:2])
+    np.testing.assert_array_equal(obs[4:6], unwrapped.data.qpos[2:4])
+    assert not np.array_equal(qpos[2:4], unwrapped.data.qpos[2:4])
+
+
+def test_moving_target_is_reacher_until_its_target_first_moves() -> None:
+    moving = robot_env.make(robot_env.REACHER_MOVING_TARGET, ["robot:gain-loss:gain=0.5"])
+    plain = robot_env.make("Reacher-v5", ["robot:gain-loss:gain=0.5"])
+    actions = np.random.default_rng(0).uniform(-1, 1, (49, 2)).astype(np.float32)
+    np.testing.assert_array_equal(moving.reset(seed=2)[0], plain.reset(seed=2)[0])
+    for action in actions:
+        a, b = moving.step(action), plain.step(action)
+        np.testing.assert_array_equal(a[0], b[0])
+        assert a[1] == b[1]

@@ -1,4 +1,5 @@
-"""GymBatch (Reacher-v5) against hand-stepped FaultWrapper envs, fault timing, teachers."""
+"""GymBatch (Reacher-v5 with a moving target) against hand-stepped robot_env envs, fault timing,
+teachers, staggered targets."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ pytest.importorskip("mujoco")
 pytestmark = pytest.mark.mujoco
 
 import robot_env  # noqa: E402
-from train.gym_batch import GOAL_RADIUS, GymBatch, move_reacher_target  # noqa: E402
-from train.tasks import FaultBatch, fault_spec  # noqa: E402
+from train.fault_batch import FaultBatch, fault_spec  # noqa: E402
+from train.gym_batch import GymBatch  # noqa: E402
 
 KINDS = np.array(["gain-loss", "bias-torque", "none"])
 
@@ -30,7 +31,9 @@ def hand_envs(batch: FaultBatch, seed: int, steps: int) -> tuple[list, list]:
     for i, env_seed in enumerate(env_seeds):
         row = (batch.kind[i], batch.joint[i], batch.magnitude[i], batch.onset[i])
         spec = fault_spec(*row)
-        env = robot_env.make("Reacher-v5", [spec] if spec else [], max_episode_steps=steps)
+        env = robot_env.make(
+            robot_env.REACHER_MOVING_TARGET, [spec] if spec else [], max_episode_steps=steps
+        )
         observations.append(env.reset(seed=int(env_seed))[0])
         envs.append(env)
     return envs, observations
@@ -84,29 +87,19 @@ def test_teachers_act_as_robot_env_make_teacher() -> None:
         obs = [env.step(a)[0] for env, a in zip(envs, action, strict=True)]
 
 
-def test_targets_move_every_50_steps_and_leave_the_arm_alone() -> None:
-    batch = FaultBatch(np.array(["none"] * 2), np.zeros(2, int), np.zeros(2), np.zeros(2, int))
+def test_staggered_episodes_move_their_targets_every_50_steps_on_their_own_phase() -> None:
+    batch = FaultBatch(np.array(["none"] * 3), np.zeros(3, int), np.zeros(3), np.zeros(3, int))
     gym_batch = GymBatch(batch, seed=5, stagger=True, steps=120)
-    phases = [env.env.phase for env in gym_batch.envs]  # FaultWrapper(Retarget(...))
+    phases = [env.unwrapped.phase for env in gym_batch.envs]
+    assert len(set(phases)) > 1
     targets = [gym_batch.observe()[:, 4:6]]
     for _ in range(120):
         obs, _ = gym_batch.step(gym_batch.teacher(True))
         targets.append(obs[:, 4:6])
-        tip = np.stack([env.unwrapped.get_body_com("fingertip")[:2] for env in gym_batch.envs])
-        np.testing.assert_allclose(obs[:, 8:10], tip - obs[:, 4:6], atol=1e-6)
     moved = np.any(np.diff(np.stack(targets), axis=0) != 0, axis=2)  # (steps, B)
     for i, phase in enumerate(phases):
         expected = [t for t in range(1, 121) if (t + phase) % 50 == 0]
         assert list(np.flatnonzero(moved[:, i]) + 1) == expected
-    assert (np.linalg.norm(np.stack(targets), axis=2) < GOAL_RADIUS).all()
-    # moving the target leaves the arm's joints and speeds as they were
-    unwrapped = gym_batch.envs[0].unwrapped
-    qpos, qvel = unwrapped.data.qpos.copy(), unwrapped.data.qvel.copy()
-    obs = move_reacher_target(unwrapped)
-    np.testing.assert_array_equal(unwrapped.data.qpos[:2], qpos[:2])
-    np.testing.assert_array_equal(unwrapped.data.qvel[:2], qvel[:2])
-    np.testing.assert_array_equal(obs[4:6], unwrapped.data.qpos[2:4])
-    assert not np.array_equal(qpos[2:4], unwrapped.data.qpos[2:4])
 
 
 def test_three_reacher_updates_write_a_checkpoint_that_names_the_task(tmp_path: Path) -> None:

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from glocal.cli import main
+from train.arm_batch import ArmReachBatch
 from train.checkpoint import load_policy, read_checkpoint
 from train.errors import TrainError
+from train.fault_batch import BANDS, TRAINED_KINDS, FaultBatch
 from train.loop import TrainConfig, train
-from train.tasks import BANDS, TRAINED_KINDS, ArmReachBatch, FaultBatch
 
 TINY = dict(batch=4, window=5, episode_steps=10, n_hidden=8, ticks=2, validate_every=2)
 

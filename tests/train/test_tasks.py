@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
+import robot_env
 from glocal.cli import main
 from robot_env import parse_robot_fault
 from train.errors import TrainError
+from train.fault_batch import REACHER_BANDS, FaultBatch, fault_spec
 from train.loop import TrainConfig
-from train.tasks import REACHER_BANDS, TASKS, FaultBatch, fault_spec, get_task
+from train.tasks import TASKS, get_task
 
 UNKNOWN = "unknown task 'Nope-v0'; the tasks are glocal/ArmReach-v0, Reacher-v5."
 
@@ -24,12 +27,15 @@ def test_an_unknown_task_is_refused_with_one_sentence(tmp_path: Path, capsys) ->
     assert capsys.readouterr().err.strip().splitlines() == [f"glocal train: error: {UNKNOWN}"]
 
 
-def test_every_task_names_its_sizes_and_bands() -> None:
+def test_every_task_names_its_sizes_bands_and_robot_env_env() -> None:
     for task_id, task in TASKS.items():
         assert get_task(task_id) is task
         assert (task.n_obs, task.n_act) == (10, 2)
         assert set(task.trained_kinds + task.held_out_kinds) <= set(task.bands)
+        assert task.env_id in gym.registry
     assert TrainConfig(task="Reacher-v5").task == "Reacher-v5"
+    # checkpoints name the task "Reacher-v5": it runs robot_env's moving-target Reacher
+    assert get_task("Reacher-v5").env_id == robot_env.REACHER_MOVING_TARGET
 
 
 @pytest.mark.parametrize(
@@ -72,7 +78,7 @@ def test_fault_draws_do_not_depend_on_the_process_hash_seed() -> None:
     import sys
 
     code = (
-        "import numpy as np; from train.tasks import FaultBatch, TRAINED_KINDS; "
+        "import numpy as np; from train.fault_batch import FaultBatch, TRAINED_KINDS; "
         "f = FaultBatch.sample(np.random.default_rng(3), 64, TRAINED_KINDS, False, (20, 100)); "
         "print(f.magnitude.round(9).tolist(), f.kind.tolist())"
     )

@@ -26,6 +26,7 @@ import numpy as np
 import serial
 
 from protocol.errors import LinkFaultError, TransportError
+from protocol.link_faults import LINK_FAULT_KINDS, check_link_magnitude, link_fault_kind
 
 log = logging.getLogger(__name__)
 
@@ -224,15 +225,6 @@ class SocketServer:
         self._connection = None
 
 
-# kind -> (LinkEmulator attribute, what its magnitude means, lowest, highest)
-LINK_FAULT_KINDS = {
-    "drop": ("drop_rate", "the probability that each byte is lost", 0.0, 1.0),
-    "corrupt": ("corrupt_rate", "the probability that each byte is flipped", 0.0, 1.0),
-    "delay": ("delay_s", "seconds added to every write", 0.0, 10.0),
-    "throttle": ("baud", "the link's baud rate (0: unlimited)", 0, 100_000_000),
-}
-
-
 class LinkEmulator:
     """Wraps a transport with the link's faults: throttling, byte drop and corruption, delay.
 
@@ -264,9 +256,10 @@ class LinkEmulator:
         self._rx_head_at = 0.0
         self.dropped = 0
         self.corrupted = 0
-        self._check(drop_rate=drop_rate, corrupt_rate=corrupt_rate, delay_s=delay_s, baud=baud or 0)
         self._base = {"drop_rate": drop_rate, "corrupt_rate": corrupt_rate, "delay_s": delay_s}
         self._base["baud"] = baud or 0
+        for kind, spec in LINK_FAULT_KINDS.items():
+            check_link_magnitude(kind, self._base[spec.attribute])
 
     def apply_fault(self, record: Mapping[str, Any], active: bool = True) -> None:
         """Apply a ``link`` fault record (drop, corrupt, delay, throttle); ``active=False``
@@ -274,13 +267,9 @@ class LinkEmulator:
         if record.get("domain") != "link":
             raise LinkFaultError(f"the link emulator applies link faults, not {record!r}.")
         kind = record.get("kind")
-        if kind not in LINK_FAULT_KINDS:
-            raise LinkFaultError(
-                f"link fault kind {kind!r} is unknown; use one of {sorted(LINK_FAULT_KINDS)}."
-            )
-        attribute = LINK_FAULT_KINDS[kind][0]
+        attribute = link_fault_kind(kind).attribute
         value = record.get("magnitude") if active else self._base[attribute]
-        self._check(**{attribute: value})
+        check_link_magnitude(kind, value)
         if attribute == "baud":
             self.baud = int(value) or None
             self.bytes_per_second = (
@@ -344,17 +333,6 @@ class LinkEmulator:
         self.corrupted += int(corrupt.sum())
         self.dropped += int(array.size - keep.sum())
         return array[keep].tobytes()
-
-    @staticmethod
-    def _check(**values: float) -> None:
-        limits = {spec[0]: (kind, spec) for kind, spec in LINK_FAULT_KINDS.items()}
-        for name, value in values.items():
-            kind, (_, meaning, low, high) = limits[name]
-            if type(value) not in (int, float) or not low <= value <= high:
-                raise LinkFaultError(
-                    f"a link {kind} magnitude is {meaning}, between {low} and {high}; "
-                    f"got {value!r}."
-                )
 
 
 def _sleep_until(moment: float) -> None:

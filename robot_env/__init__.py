@@ -13,7 +13,7 @@ from typing import Any
 import gymnasium as gym
 
 from robot_env.errors import EnvError, FaultSpecError, FaultTargetError
-from robot_env.faults import KINDS, RobotFault, parse_robot_fault, split_fault_spec
+from robot_env.faults import KINDS, RobotFault, parse_robot_fault
 from robot_env.teachers import Teacher, make_teacher
 from robot_env.wrapper import FaultWrapper, find_fault_wrapper
 
@@ -59,5 +59,4 @@ __all__ = [
     "make",
     "make_teacher",
     "parse_robot_fault",
-    "split_fault_spec",
 ]

@@ -28,6 +28,12 @@ def test_parse_fault_spec():
     assert parse_fault("dead-neuron:core=0,neuron=3").neuron == 3
 
 
+def test_keys_are_case_insensitive_and_a_repeated_key_is_refused():
+    assert parse_fault("board:dead-neuron:CORE=1,Neuron=3").target == 1
+    with pytest.raises(FaultError, match="'board:dead-neuron:core=0,Core=1' sets 'core' twice"):
+        parse_fault("board:dead-neuron:core=0,Core=1")
+
+
 def test_fault_record_round_trips_in_the_protocol_shape():
     fault = parse_fault("always-fire:core=2,neuron=4,onset=3,duration=5,seed=1")
     record = fault.to_dict()

@@ -4,7 +4,8 @@ Every transport implements :class:`Transport` (``open/send/receive/close``). The
 one implementation for every pyserial URL (:class:`SerialTransport`): ``loop://``, a pty path
 (the way a USB-serial board appears), ``socket://127.0.0.1:PORT`` and a real device path, with
 the same code. The board side of an emulated link listens on a pty (:class:`PtyServer`) or a
-TCP port (:class:`SocketServer`). :class:`LinkEmulator` wraps any transport with the link fault
+TCP port (:class:`SocketServer`); a board in the host's own process is reached through
+:class:`InProcessTransport`. :class:`LinkEmulator` wraps any transport with the link fault
 domain: baud-rate throttling (a UART moves ``baud / 10`` bytes/s: 8 data bits plus start and
 stop bit), seeded byte drop and byte corruption, and a fixed delay.
 """
@@ -19,7 +20,7 @@ import select
 import socket
 import time
 import tty
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -223,6 +224,36 @@ class SocketServer:
             with contextlib.suppress(OSError):
                 self._connection.close()
         self._connection = None
+
+
+class InProcessTransport:
+    """A board in this process as a transport: ``send`` hands the bytes to the board's
+    ``feed`` (e.g. ``Responder.feed``), and its answers wait in a buffer until ``receive``
+    takes them, like bytes in a port's receive buffer.
+
+    (Not pyserial's ``loop://``: its bounded queue blocks the one thread that both writes an
+    answer and would read it, as soon as an answer is larger than the queue.)
+    """
+
+    bytes_per_second: float | None = None
+
+    def __init__(self, feed: Callable[[bytes], bytes | None]) -> None:
+        self._feed = feed
+        self._pending = bytearray()
+
+    def open(self) -> None:
+        self._pending.clear()
+
+    def send(self, data: bytes) -> None:
+        self._pending += self._feed(data) or b""
+
+    def receive(self, max_bytes: int, timeout: float) -> bytes:
+        out = bytes(self._pending[:max_bytes])
+        del self._pending[:max_bytes]
+        return out
+
+    def close(self) -> None:
+        self._pending.clear()
 
 
 class LinkEmulator:

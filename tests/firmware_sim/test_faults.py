@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
+from deploy.chain import Layer
 from firmware_sim.engine import Engine
 from firmware_sim.errors import FaultError
 from firmware_sim.faults import Fault, parse_fault
-from firmware_sim.image import Layer
 from tests.firmware_sim.conftest import chain_image, random_layers, weights
 
 

@@ -29,8 +29,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from deploy.chain import Chain, Decoder, Encoder, Layer
+from deploy.mapping import map_chain
 from firmware_sim.engine import Engine
-from firmware_sim.image import BoardImage, Decoder, Encoder, Layer, build_image
+from firmware_sim.image import BoardImage
 from firmware_sim.profiles import get_profile
 
 SIZE = 256
@@ -71,7 +73,7 @@ def chain_image(weights: list[list[np.ndarray]], theta: np.ndarray, plastic: boo
         ]
         encoder = Encoder(src=np.arange(SIZE))
         decoder = Decoder(dst=np.arange(SIZE) % 8)
-        images.append(build_image(get_profile("tianjic"), layers, encoder, decoder, SIZE, 8))
+        images.append(map_chain(Chain(layers, encoder, decoder, SIZE, 8), get_profile("tianjic")))
     cores, depth = [], len(weights[0])
     for c, image in enumerate(images):
         for core in image.cores:

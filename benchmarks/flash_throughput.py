@@ -1,10 +1,11 @@
 """Flash goodput over a pty, unthrottled and at 921,600 baud emulated, as a ratio to line rate.
 
-A reference board (``python -m protocol.testing``) runs in its own process behind a pty, as a
-USB-serial board would. The host flashes the same seeded image with several chunk sizes; the
-throttled runs go through :class:`protocol.transport.LinkEmulator` at 921,600 baud, whose line
-rate is 92,160 bytes/s (8N1: ten bits per byte). Goodput counts image bytes only, from
-FLASH_BEGIN to the verified FLASH_END, so framing, message envelopes and answers are overhead.
+A reference board (``python -m tests.protocol.reference_board``) runs in its own process behind
+a pty, as a USB-serial board would. The host flashes the same seeded image with several chunk
+sizes; the throttled runs go through :class:`protocol.transport.LinkEmulator` at 921,600 baud,
+whose line rate is 92,160 bytes/s (8N1: ten bits per byte). Goodput counts image bytes only,
+from FLASH_BEGIN to the verified FLASH_END, so framing, message envelopes and answers are
+overhead.
 Also prints the HELLO round-trip time over the pty, the floor under one STEP of the closed loop.
 
     python benchmarks/flash_throughput.py [--size BYTES] [--seed N]
@@ -16,6 +17,7 @@ import argparse
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -23,6 +25,7 @@ from protocol.client import Client
 from protocol.transport import BITS_PER_BYTE, DEFAULT_BAUD, open_transport
 
 LINE_RATE = DEFAULT_BAUD / BITS_PER_BYTE
+REPOSITORY = Path(__file__).resolve().parents[1]  # the reference board is a test module there
 
 
 def flash_once(
@@ -62,7 +65,8 @@ def main() -> None:
     args = parser.parse_args()
     image = np.random.default_rng(args.seed).bytes(args.size)
     board = subprocess.Popen(
-        [sys.executable, "-m", "protocol.testing", "--port", "pty"],
+        [sys.executable, "-m", "tests.protocol.reference_board", "--port", "pty"],
+        cwd=REPOSITORY,
         stdout=subprocess.PIPE,
         text=True,
     )

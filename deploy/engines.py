@@ -157,10 +157,10 @@ def in_process_board(image_bytes: bytes, flash_dir: str, profile: str) -> Any:
     and booted with ``image_bytes``; returns the protocol client."""
     from firmware_sim.server import Board
     from protocol.client import Client
-    from protocol.testing import LoopbackBoard
+    from protocol.transport import InProcessTransport
 
     board = Board(flash_dir, profile)
-    link = LoopbackBoard(board.responder)
+    link = InProcessTransport(board.responder.feed)
     link.open()
     client = Client(link, seed=0)
     result = client.flash(image_bytes)

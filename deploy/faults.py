@@ -3,8 +3,9 @@
 ``robot`` specs become ``robot_env`` records for its ``FaultWrapper``; ``board`` specs become
 ``firmware_sim`` records sent with the FAULT message (onset counts control steps since RESET,
 so one injection serves every episode); ``link`` specs become records for protocol's
-``LinkEmulator``, switched on and off by the runner at their onset and end. Link kinds and their
-magnitude keys: ``drop:rate``, ``corrupt:rate``, ``delay:seconds``, ``throttle:baud``.
+``LinkEmulator``, switched on and off by the runner at their onset and end. Each domain parses
+and validates its own kinds (``robot_env.parse_robot_fault``, ``firmware_sim.faults.parse_fault``,
+``protocol.link_faults.parse_link_fault``); this module only routes.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deploy.errors import DeployError
-
-LINK_KEYS = {"drop": "rate", "corrupt": "rate", "delay": "seconds", "throttle": "baud"}
+from firmware_sim.faults import parse_fault
+from protocol.faultspec import split_fault_spec
+from protocol.link_faults import parse_link_fault
+from robot_env import parse_robot_fault
 
 
 @dataclass(frozen=True)
@@ -34,51 +37,11 @@ class FaultPlan:
         return min(steps) if steps else None
 
 
-def parse_link_fault(spec: str) -> dict[str, Any]:
-    """``link:KIND:KEY=VALUE,onset=N,duration=M`` -> a link fault record."""
-    from protocol.transport import LINK_FAULT_KINDS
-    from robot_env import split_fault_spec
-
-    _, kind, params = split_fault_spec(spec)
-    if kind not in LINK_KEYS:
-        raise DeployError(f"unknown link fault {kind!r}; choose one of {', '.join(LINK_KEYS)}.")
-    key = LINK_KEYS[kind]
-    unknown = set(params) - {key, "onset", "duration", "seed"}
-    if unknown or key not in params:
-        raise DeployError(
-            f"link:{kind} takes {key}=VALUE and optionally onset, duration, seed; "
-            f"got {', '.join(sorted(params)) or 'nothing'}."
-        )
-    _, meaning, low, high = LINK_FAULT_KINDS[kind]
-    try:
-        magnitude: float = float(params[key])
-        onset = int(params.get("onset", "0"))
-        duration = int(params["duration"]) if "duration" in params else None
-    except ValueError:
-        raise DeployError(f"fault spec {spec!r} holds a value that is not a number.") from None
-    if not low <= magnitude <= high:
-        raise DeployError(f"link:{kind} {key} is {meaning}, between {low} and {high}.")
-    if kind == "throttle":
-        magnitude = int(magnitude)
-    return {
-        "domain": "link",
-        "kind": kind,
-        "target": "all",
-        "magnitude": magnitude,
-        "onset": onset,
-        "duration": duration,
-        "seed": int(params.get("seed", "0")),
-    }
-
-
 def route_faults(specs: Sequence[str]) -> FaultPlan:
     """Parse every spec with its own domain's parser; unknown domains are refused."""
-    from firmware_sim.faults import parse_fault
-    from robot_env import parse_robot_fault, split_fault_spec
-
     robot, board, link, records = [], [], [], []
     for spec in specs:
-        domain = split_fault_spec(spec)[0]
+        domain = split_fault_spec(spec, DeployError)[0]
         if domain == "robot":
             fault = parse_robot_fault(spec)
             robot.append(fault)

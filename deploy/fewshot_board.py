@@ -30,9 +30,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from deploy.chain import Chain, Decoder, Encoder, Layer
 from deploy.errors import DeployError
+from deploy.mapping import map_chain
 from firmware_sim.engine import Engine
-from firmware_sim.image import Decoder, Encoder, Layer, build_image
+from firmware_sim.image import BoardImage
 from firmware_sim.profiles import get_profile
 from train.quant import BoardNumerics, layer_scales, layer_tables, quantise_layer
 from train.scenarios.common import mean_ci95
@@ -122,33 +124,18 @@ def torch_board_scores(
         return state.h, query_scores(x_q, state.h, binding.layer, ticks, numerics)
 
 
-def build_board_image(binding: BoardBinding, ticks: int, profile: str = "tianjic") -> Any:
+def build_board_image(binding: BoardBinding, ticks: int, profile: str = "tianjic") -> BoardImage:
     """A one-core firmware_sim image of the binding layer."""
-    t = binding.tables
     n_axons = binding.n_features + binding.n_way
-    layer = Layer(
-        weights=t["weights"],
-        theta=t["theta"],
-        decay_shift=t["decay_shift"],
-        alpha=int(t["alpha"][0]),
-        lam=int(t["lam"][0]),
-        h_max=int(t["h_max"][0]),
-        eta=t["eta"],
-        beta=t["beta"],
-        f_table=t["f_table"],
-    )
-    encoder = Encoder(src=np.arange(n_axons), gain=binding.input_scale * ENC_GAIN_ONE)
-    decoder = Decoder(dst=np.arange(binding.n_way), w=1)
-    return build_image(
-        get_profile(profile),
-        [layer],
-        encoder,
-        decoder,
+    chain = Chain(
+        [Layer.from_tables(binding.tables)],
+        Encoder(src=np.arange(n_axons), gain=binding.input_scale * ENC_GAIN_ONE),
+        Decoder(dst=np.arange(binding.n_way), w=1),
         obs_dim=n_axons,
         act_dim=binding.n_way,
         ticks_per_step=ticks,
-        meta={"scenario": "few-shot", "n_way": binding.n_way},
     )
+    return map_chain(chain, get_profile(profile), {"scenario": "few-shot", "n_way": binding.n_way})
 
 
 class BoardEpisodes:

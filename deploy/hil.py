@@ -36,7 +36,8 @@ class Suite:
 
 def conformance_image(profile_name: str, seed: int = 0) -> Any:
     """A small plastic two-layer network that spikes, built for ``profile_name``."""
-    from firmware_sim.image import Decoder, Encoder, Layer, build_image
+    from deploy.chain import Chain, Decoder, Encoder, Layer
+    from deploy.mapping import map_chain
     from firmware_sim.profiles import get_profile
 
     rng = np.random.default_rng(seed)
@@ -55,9 +56,8 @@ def conformance_image(profile_name: str, seed: int = 0) -> Any:
     ]
     encoder = Encoder(src=np.arange(OBS_DIM), gain=40 << 8)
     decoder = Decoder(dst=np.arange(ACT_DIM), w=1, shift=2)
-    return build_image(
-        get_profile(profile_name), layers, encoder, decoder, OBS_DIM, ACT_DIM, ticks_per_step=TICKS
-    )
+    chain = Chain(layers, encoder, decoder, OBS_DIM, ACT_DIM, ticks_per_step=TICKS)
+    return map_chain(chain, get_profile(profile_name))
 
 
 def expect(condition: bool, sentence: str) -> None:

@@ -1,12 +1,18 @@
-"""Map a quantised network onto a board profile's cores, check the design rules, count resources.
+"""Map quantised layers onto a board profile's cores, check the design rules, count resources.
 
-The network (``docs/train.md``) is a recurrent hidden layer and a membrane readout. A core sums
-only its own axons, so every core of a layer receives all of that layer's inputs: a layer wider
-than a core is split by *neurons* over several cores, each with the full fan-in. Hidden core
-``c`` holding neurons ``start..stop`` sends neuron ``start + j`` to axon ``n_obs + start + j`` of
-every hidden core (recurrence) and to axon ``start + j`` of every readout core; the readout's
-neuron ``a`` feeds action ``a`` through the decoder. Chunks shrink below a core's neuron count
-when the routes of a full chunk would exceed the profile's routes per core.
+The one mapper is :func:`map_chain`: it places a chain of layers (:mod:`deploy.chain`) in core
+order. A core sums only its own axons, so every core of a layer receives all of that layer's
+inputs: a layer wider than a core is split by *neurons* over several cores, each with the full
+fan-in. A core holding neurons ``start..stop`` sends neuron ``start + j`` to axon ``start + j``
+of every core of the next layer and, in a recurrent layer, to axon ``n_in + start + j`` of every
+core of its own layer (``n_in`` = the layer's axons before its recurrent ones). Chunks shrink
+below a core's neuron count when the routes of a full chunk would exceed the profile's routes
+per core.
+
+The trained network (``docs/train.md``) is the chain of a recurrent hidden layer and a membrane
+readout (:func:`trained_chain`); :func:`map_network` maps it, with the encoder and readout
+copies below and mapping errors that say what to change in training or packing. The few-shot
+board, the HIL conformance image and the benchmarks map their own chains.
 
 Encoder copies (``encoder_copies = K``, default 1) spread each observation over ``K`` axons with
 the same ``enc_src``: every weight ``w`` of an encoder row becomes ``K`` integers that sum to
@@ -27,9 +33,9 @@ An integral readout (``docs/train.md``) already gives every action two neurons, 
 copy ``c`` is board neuron ``c * n_readout + j`` and feeds action ``j mod n_act``. Copies cost
 neurons, not routes (a route feeds a whole readout core).
 
-A modulator (the third factor of the rule) is one hidden neuron; ``train.quant`` names it as
-neuron ``j`` of the layer, and every hidden core's ``mod_src`` becomes the core and local index
-that hold neuron ``j``.
+A modulator (the third factor of the rule) is one neuron, named as ``(layer, neuron)`` of the
+chain (``train.quant`` names a hidden neuron ``j`` as ``(0, j)``); every core of a layer it
+gates gets, as ``mod_src``, the core and local index that hold that neuron.
 
 A fan-in beyond a core's axons cannot be split without changing the arithmetic (a neuron's
 membrane is one core's sum), so that is a mapping error that says what to change. The design
@@ -44,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from deploy.chain import Chain, Decoder, Encoder, Layer, per_element
 from deploy.errors import MappingError
 from deploy.quantise import QuantisedNetwork
 from firmware_sim import spec
@@ -54,18 +61,22 @@ from firmware_sim.rules import violations
 
 @dataclass(frozen=True)
 class Span:
-    """One core of a layer: which of the layer's neurons it holds."""
+    """One core of a layer: which of the layer's neurons it holds (``layer`` is its index in
+    the chain)."""
 
-    layer: str
+    layer: int
     core_id: int
     start: int
     stop: int
 
 
-def chunk_size(n_neurons: int, per_core: int, routes_per_core: int, other_cores: int) -> int:
-    """Largest neurons-per-core whose routes (one per target core) fit the profile."""
+def chunk_size(
+    n_neurons: int, per_core: int, routes_per_core: int, other_cores: int, recurrent: bool
+) -> int:
+    """Largest neurons-per-core whose routes (one per target core: ``other_cores``, plus the
+    layer's own cores when it is recurrent) fit the profile."""
     for size in range(min(per_core, n_neurons), 0, -1):
-        targets = math.ceil(n_neurons / size) + other_cores
+        targets = other_cores + (math.ceil(n_neurons / size) if recurrent else 0)
         if size * targets <= routes_per_core:
             return size
     raise MappingError(
@@ -74,11 +85,34 @@ def chunk_size(n_neurons: int, per_core: int, routes_per_core: int, other_cores:
     )
 
 
-def spans(layer: str, n_neurons: int, size: int, first_core: int) -> list[Span]:
+def spans(layer: int, n_neurons: int, size: int, first_core: int) -> list[Span]:
     return [
         Span(layer, first_core + k, start, min(start + size, n_neurons))
         for k, start in enumerate(range(0, n_neurons, size))
     ]
+
+
+def plan_chain(chain: Chain, profile: Profile) -> list[Span]:
+    """Which core holds which neurons: layers in core order, each split into the largest
+    chunks whose routes fit (sized from the last layer back, as a layer's routes count the
+    next layer's cores)."""
+    sizes: list[int] = []
+    next_cores = 0
+    for layer in reversed(chain.layers):
+        n_neurons = layer.shape[1]
+        size = chunk_size(
+            n_neurons,
+            profile.neurons_per_core,
+            profile.routes_per_core,
+            next_cores,
+            layer.recurrent,
+        )
+        sizes.insert(0, size)
+        next_cores = math.ceil(n_neurons / size)
+    layout: list[Span] = []
+    for index, (layer, size) in enumerate(zip(chain.layers, sizes, strict=True)):
+        layout += spans(index, layer.shape[1], size, len(layout))
+    return layout
 
 
 def spread(weights: np.ndarray, copies: int) -> np.ndarray:
@@ -118,20 +152,34 @@ def copy_readout_neurons(
     }, spread(dec_w, copies)
 
 
-def modulator_source(tables: dict[str, np.ndarray], layer: list[Span]) -> np.ndarray:
-    """The spec's ``(core_id, neuron)`` of a layer's modulator, which train.quant names as
-    ``(0, j)`` with ``j`` the neuron's index in the layer; ``(-1, -1)`` stays."""
-    j = int(tables["mod_src"][1])
-    if j < 0:
-        return tables["mod_src"]
-    holder = next(s for s in layer if s.start <= j < s.stop)
-    return np.array([holder.core_id, j - holder.start], dtype=np.int16)
+def trained_chain(q: QuantisedNetwork, encoder_copies: int = 1, readout_copies: int = 1) -> Chain:
+    """The trained network as a chain: the recurrent hidden layer (encoder rows first, each
+    spread over ``encoder_copies`` rows) and the membrane readout (``readout_copies`` copies)."""
+    hidden = copy_encoder_rows(q.hidden, q.n_obs, encoder_copies)
+    readout, dec_w = copy_readout_neurons(q.readout, q.dec_w, readout_copies)
+    recurrent_rows = np.zeros(q.n_hidden, np.int16)
+    encoder = Encoder(
+        src=np.concatenate([np.tile(np.arange(q.n_obs), encoder_copies), recurrent_rows - 1]),
+        gain=np.concatenate([np.tile(q.enc_gain, encoder_copies), recurrent_rows]),
+        bias=np.concatenate([np.tile(q.enc_bias, encoder_copies), recurrent_rows]),
+        mode=spec.ENC_CURRENT,
+    )
+    decoder = Decoder(
+        dst=np.tile(np.arange(q.n_act), len(dec_w) // q.n_act),
+        w=dec_w,
+        bias=q.dec_bias,
+        shift=q.dec_shift,
+        mode=spec.DEC_MEMBRANE,
+    )
+    layers = [Layer.from_tables(hidden, recurrent=True), Layer.from_tables(readout)]
+    return Chain(layers, encoder, decoder, q.n_obs, q.n_act, q.ticks, q.reset_mode, q.scales)
 
 
 def plan(
     q: QuantisedNetwork, profile: Profile, encoder_copies: int = 1, readout_copies: int = 1
 ) -> list[Span]:
-    """Which core holds which neurons; raises a MappingError that says what to change."""
+    """Which core holds which neurons of the trained network (layer 0 hidden, 1 readout);
+    raises a MappingError that says what to change."""
     for name, copies in (("encoder", encoder_copies), ("readout", readout_copies)):
         if copies < 1:
             raise MappingError(f"{name} copies must be at least 1, not {copies}.")
@@ -150,14 +198,7 @@ def plan(
             f"the hidden layer takes {fan_in} inputs ({inputs}) but a {profile.name} core has "
             f"{profile.axons_per_core} axons; {remedies}."
         )
-    n_readout_neurons = readout_copies * len(q.dec_w)
-    readout_size = min(n_readout_neurons, profile.neurons_per_core)
-    n_readout = math.ceil(n_readout_neurons / readout_size)
-    hidden_size = chunk_size(
-        q.n_hidden, profile.neurons_per_core, profile.routes_per_core, n_readout
-    )
-    layout = spans("hidden", q.n_hidden, hidden_size, 0)
-    layout += spans("readout", n_readout_neurons, readout_size, len(layout))
+    layout = plan_chain(trained_chain(q, encoder_copies, readout_copies), profile)
     if len(layout) > profile.n_cores:
         fewer = "use fewer readout copies, " if readout_copies > 1 else ""
         raise MappingError(
@@ -167,6 +208,85 @@ def plan(
     return layout
 
 
+def modulator_source(modulator: tuple[int, int] | None, layout: list[Span]) -> np.ndarray:
+    """The spec's ``(core_id, neuron)`` of a ``(layer, neuron)`` modulator; ``(-1, -1)`` for
+    none."""
+    if modulator is None:
+        return np.array([-1, -1], dtype=np.int16)
+    layer, neuron = modulator
+    holder = next((s for s in layout if s.layer == layer and s.start <= neuron < s.stop), None)
+    if holder is None:
+        raise MappingError(f"the modulator (layer {layer}, neuron {neuron}) is not in the chain.")
+    return np.array([holder.core_id, neuron - holder.start], dtype=np.int16)
+
+
+PER_NEURON = ("theta", "decay_shift", "beta", "dec_dst", "dec_w")
+"""Tables a split layer divides among its cores (``weights`` by column); the others every core
+of the layer holds whole."""
+
+
+def io_tables(chain: Chain, index: int) -> dict[str, np.ndarray]:
+    """Encoder rows (per axon) and decoder columns (per neuron) of layer ``index``: only the
+    first layer has an encoder, only the last a decoder."""
+    n_axons, n_neurons = chain.layers[index].shape
+    encoder, decoder = chain.encoder, chain.decoder
+    first, last = index == 0, index == len(chain.layers) - 1
+    return {
+        "enc_src": per_element(encoder.src if first else -1, n_axons, np.int16),
+        "enc_gain": per_element(encoder.gain if first else 0, n_axons, np.int16),
+        "enc_bias": per_element(encoder.bias if first else 0, n_axons, np.int16),
+        "dec_dst": per_element(decoder.dst if last else -1, n_neurons, np.int16),
+        "dec_w": per_element(decoder.w if last else 0, n_neurons, np.int16),
+    }
+
+
+def routes(span: Span, targets: list[tuple[int, int]]) -> dict[str, np.ndarray]:
+    """Neuron ``start + j`` of ``span`` to axon ``first + start + j`` of each target
+    ``(core_id, first)``."""
+    local = np.arange(span.stop - span.start)
+    return {
+        "route_src": np.tile(local, len(targets)).astype(np.int16),
+        "route_dst_core": np.repeat([core for core, _ in targets], local.size).astype(np.int16),
+        "route_dst_axon": np.concatenate(
+            [first + span.start + local for _, first in targets] or [local[:0]]
+        ).astype(np.int16),
+    }
+
+
+def map_chain(chain: Chain, profile: Profile, meta: dict[str, Any] | None = None) -> BoardImage:
+    """The board image of ``chain`` on ``profile``; every design rule is checked before it
+    returns. This is the one mapper: a trained network comes here through :func:`map_network`."""
+    layout = plan_chain(chain, profile)
+    cores = []
+    for index, layer in enumerate(chain.layers):
+        n_axons, n_neurons = layer.shape
+        tables = {
+            **layer.tables(),
+            "mod_src": modulator_source(layer.modulator, layout),
+            "mod_levels": np.array(layer.mod_levels, np.int16),
+            **io_tables(chain, index),
+        }
+        own = [s for s in layout if s.layer == index]
+        targets = [(s.core_id, n_axons - n_neurons) for s in own if layer.recurrent]
+        targets += [(s.core_id, 0) for s in layout if s.layer == index + 1]
+        for span in own:
+            neurons = slice(span.start, span.stop)
+            core: dict[str, Any] = {
+                "core_id": span.core_id,
+                "n_axons": n_axons,
+                "n_neurons": span.stop - span.start,
+            }
+            for name, table in tables.items():
+                part = table[:, neurons] if name == "weights" else table
+                core[name] = (part[neurons] if name in PER_NEURON else part).copy()
+            cores.append({**core, **routes(span, targets)})
+    image = BoardImage(profile.name, chain.board(), cores, dict(meta or {}), dict(chain.scales))
+    broken = violations(image, profile)
+    if broken:
+        raise MappingError("the mapped image breaks the design rules: " + " ".join(broken))
+    return image
+
+
 def map_network(
     q: QuantisedNetwork,
     profile: Profile,
@@ -174,85 +294,15 @@ def map_network(
     encoder_copies: int = 1,
     readout_copies: int = 1,
 ) -> BoardImage:
-    """The board image of ``q`` on ``profile``; every design rule is checked before it returns."""
+    """The board image of the trained network ``q`` on ``profile``, design rules checked."""
     layout = plan(q, profile, encoder_copies, readout_copies)
-    encoder_rows = encoder_copies * q.n_obs
-    hidden_tables = copy_encoder_rows(q.hidden, q.n_obs, encoder_copies)
-    readout_tables, readout_dec_w = copy_readout_neurons(q.readout, q.dec_w, readout_copies)
-    dec_dst_all = np.tile(np.arange(q.n_act), len(readout_dec_w) // q.n_act)
-    hidden = [s for s in layout if s.layer == "hidden"]
-    readout = [s for s in layout if s.layer == "readout"]
-    hidden_tables = {**hidden_tables, "mod_src": modulator_source(hidden_tables, hidden)}
-    cores = []
-    for span in layout:
-        tables = hidden_tables if span.layer == "hidden" else readout_tables
-        n_axons = tables["weights"].shape[0]
-        n = span.stop - span.start
-        enc_src = np.full(n_axons, -1, np.int16)
-        enc_gain = np.zeros(n_axons, np.int16)
-        enc_bias = np.zeros(n_axons, np.int16)
-        dec_dst = np.full(n, -1, np.int16)
-        dec_w = np.zeros(n, np.int16)
-        if span.layer == "hidden":
-            enc_src[:encoder_rows] = np.tile(np.arange(q.n_obs), encoder_copies)
-            enc_gain[:encoder_rows] = np.tile(q.enc_gain, encoder_copies)
-            enc_bias[:encoder_rows] = np.tile(q.enc_bias, encoder_copies)
-            targets = [(t.core_id, encoder_rows) for t in hidden]
-            targets += [(t.core_id, 0) for t in readout]
-        else:
-            dec_dst[:] = dec_dst_all[span.start : span.stop]
-            dec_w[:] = readout_dec_w[span.start : span.stop]
-            targets = []
-        local = np.arange(n)
-        cores.append(
-            {
-                "core_id": span.core_id,
-                "n_axons": n_axons,
-                "n_neurons": n,
-                "weights": tables["weights"][:, span.start : span.stop].copy(),
-                "theta": tables["theta"][span.start : span.stop].copy(),
-                "decay_shift": tables["decay_shift"][span.start : span.stop].copy(),
-                "alpha": tables["alpha"].copy(),
-                "lam": tables["lam"].copy(),
-                "h_max": tables["h_max"].copy(),
-                "eta": tables["eta"].copy(),
-                "beta": tables["beta"][span.start : span.stop].copy(),
-                "f_table": tables["f_table"].copy(),
-                "mod_src": tables["mod_src"].copy(),
-                "mod_levels": tables["mod_levels"].copy(),
-                "enc_src": enc_src,
-                "enc_gain": enc_gain,
-                "enc_bias": enc_bias,
-                "dec_dst": dec_dst,
-                "dec_w": dec_w,
-                "route_src": np.tile(local, len(targets)).astype(np.int16),
-                "route_dst_core": np.repeat([t[0] for t in targets], n).astype(np.int16),
-                "route_dst_axon": np.concatenate(
-                    [offset + span.start + local for _, offset in targets] or [local[:0]]
-                ).astype(np.int16),
-            }
-        )
-    board = {
-        "ticks_per_step": q.ticks,
-        "obs_dim": q.n_obs,
-        "act_dim": q.n_act,
-        "reset_mode": q.reset_mode,
-        "enc_mode": spec.ENC_CURRENT,
-        "dec_mode": spec.DEC_MEMBRANE,
-        "dec_bias": q.dec_bias.copy(),
-        "dec_shift": q.dec_shift.copy(),
-    }
     meta = {
         **(meta or {}),
-        "hidden_cores": [s.core_id for s in hidden],
+        "hidden_cores": [s.core_id for s in layout if s.layer == 0],
         "encoder_copies": encoder_copies,
         "readout_copies": readout_copies,
     }
-    image = BoardImage(profile.name, board, cores, meta, dict(q.scales))
-    broken = violations(image, profile)
-    if broken:
-        raise MappingError("the mapped image breaks the design rules: " + " ".join(broken))
-    return image
+    return map_chain(trained_chain(q, encoder_copies, readout_copies), profile, meta)
 
 
 def resources(image: BoardImage, profile: Profile) -> dict[str, Any]:

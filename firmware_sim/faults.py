@@ -19,12 +19,14 @@ from typing import Any
 import numpy as np
 
 from firmware_sim.errors import FaultError
+from protocol.faultspec import split_fault_spec
 
 SYNAPSE_KINDS = ("stuck-zero", "stuck-value")
 NEURON_KINDS = ("dead-neuron", "always-fire")
 FLIP_KINDS = ("weight-flip", "trace-flip")
 KINDS = (*SYNAPSE_KINDS, *NEURON_KINDS, *FLIP_KINDS, "core-down", "input-noise")
 ALL_CORES = "all"
+BOARD_DOMAIN = "board"
 
 
 @dataclass(frozen=True)
@@ -39,10 +41,10 @@ class Fault:
     duration: int | None = None
     seed: int = 0
     params: dict[str, float] = field(default_factory=dict)
-    domain: str = "board"
+    domain: str = BOARD_DOMAIN
 
     def __post_init__(self) -> None:
-        if self.domain != "board":
+        if self.domain != BOARD_DOMAIN:
             raise FaultError(f"the board handles board faults only, not {self.domain!r} faults.")
         if self.kind not in KINDS:
             raise FaultError(
@@ -112,7 +114,7 @@ class Fault:
                 duration=None if duration is None else int(duration),
                 seed=int(record.get("seed", 0)),
                 params={str(k): float(v) for k, v in dict(record.get("params") or {}).items()},
-                domain=str(record.get("domain", "board")),
+                domain=str(record.get("domain", BOARD_DOMAIN)),
             )
         except (TypeError, ValueError) as error:
             raise FaultError(f"a fault record has a field of the wrong type ({error}).") from None
@@ -150,16 +152,14 @@ def parse_fault(text: str) -> Fault:
 
     Keys: ``core`` (or ``all``), ``neuron`` for neuron kinds, the kind's magnitude key
     (:data:`MAGNITUDE_KEYS`), ``onset`` (a step or ``LOW..HIGH``, drawn from the seed),
-    ``duration``, ``seed``, and ``fraction`` for stuck-value.
+    ``duration``, ``seed``, and ``fraction`` for stuck-value. Keys are case-insensitive and
+    a key given twice is refused (``protocol.faultspec``).
     """
-    parts = [part.strip() for part in text.split(":")]
-    if parts and parts[0].lower() == "board":
-        parts = parts[1:]
-    if not parts or not parts[0] or len(parts) > 2:
-        raise FaultError(
-            f"cannot read fault {text!r}; write e.g. board:dead-neuron:core=0,fraction=0.1."
-        )
-    kind = parts[0].lower()
+    # "board:" may be left out: a board kind never contains a colon, so a first field that is
+    # not the domain is the kind.
+    if text.strip().split(":", 1)[0].strip().lower() != BOARD_DOMAIN:
+        text = f"{BOARD_DOMAIN}:{text}"
+    _, kind, params = split_fault_spec(text, FaultError)
     if kind not in KINDS:
         raise FaultError(f"unknown board fault {kind!r}; choose one of: {', '.join(KINDS)}.")
     magnitude_key, magnitude = MAGNITUDE_KEYS[kind]
@@ -167,10 +167,7 @@ def parse_fault(text: str) -> Fault:
     allowed += [magnitude_key] if magnitude_key else []
     allowed += ["neuron"] if kind in NEURON_KINDS else []
     record: dict[str, Any] = {"kind": kind, "params": {}, "target": {}, "magnitude": magnitude}
-    for item in filter(None, (parts[1] if len(parts) == 2 else "").split(",")):
-        key, sep, value = (piece.strip() for piece in item.partition("="))
-        if not sep:
-            raise FaultError(f"fault parameter {item!r} needs the form key=value.")
+    for key, value in params.items():
         if key not in allowed:
             raise FaultError(f"{kind} takes the keys {', '.join(allowed)}, not {key!r}.")
         if key in ("core", "neuron"):

@@ -4,7 +4,8 @@ Every transport implements :class:`Transport` (``open/send/receive/close``). The
 one implementation for every pyserial URL (:class:`SerialTransport`): ``loop://``, a pty path
 (the way a USB-serial board appears), ``socket://127.0.0.1:PORT`` and a real device path, with
 the same code. The board side of an emulated link listens on a pty (:class:`PtyServer`) or a
-TCP port (:class:`SocketServer`). :class:`LinkEmulator` wraps any transport with the link fault
+TCP port (:class:`SocketServer`); a board in the host's own process is reached through
+:class:`InProcessTransport`. :class:`LinkEmulator` wraps any transport with the link fault
 domain: baud-rate throttling (a UART moves ``baud / 10`` bytes/s: 8 data bits plus start and
 stop bit), seeded byte drop and byte corruption, and a fixed delay.
 """
@@ -19,13 +20,14 @@ import select
 import socket
 import time
 import tty
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import serial
 
 from protocol.errors import LinkFaultError, TransportError
+from protocol.link_faults import LINK_FAULT_KINDS, check_link_magnitude, link_fault_kind
 
 log = logging.getLogger(__name__)
 
@@ -224,13 +226,34 @@ class SocketServer:
         self._connection = None
 
 
-# kind -> (LinkEmulator attribute, what its magnitude means, lowest, highest)
-LINK_FAULT_KINDS = {
-    "drop": ("drop_rate", "the probability that each byte is lost", 0.0, 1.0),
-    "corrupt": ("corrupt_rate", "the probability that each byte is flipped", 0.0, 1.0),
-    "delay": ("delay_s", "seconds added to every write", 0.0, 10.0),
-    "throttle": ("baud", "the link's baud rate (0: unlimited)", 0, 100_000_000),
-}
+class InProcessTransport:
+    """A board in this process as a transport: ``send`` hands the bytes to the board's
+    ``feed`` (e.g. ``Responder.feed``), and its answers wait in a buffer until ``receive``
+    takes them, like bytes in a port's receive buffer.
+
+    (Not pyserial's ``loop://``: its bounded queue blocks the one thread that both writes an
+    answer and would read it, as soon as an answer is larger than the queue.)
+    """
+
+    bytes_per_second: float | None = None
+
+    def __init__(self, feed: Callable[[bytes], bytes | None]) -> None:
+        self._feed = feed
+        self._pending = bytearray()
+
+    def open(self) -> None:
+        self._pending.clear()
+
+    def send(self, data: bytes) -> None:
+        self._pending += self._feed(data) or b""
+
+    def receive(self, max_bytes: int, timeout: float) -> bytes:
+        out = bytes(self._pending[:max_bytes])
+        del self._pending[:max_bytes]
+        return out
+
+    def close(self) -> None:
+        self._pending.clear()
 
 
 class LinkEmulator:
@@ -264,9 +287,10 @@ class LinkEmulator:
         self._rx_head_at = 0.0
         self.dropped = 0
         self.corrupted = 0
-        self._check(drop_rate=drop_rate, corrupt_rate=corrupt_rate, delay_s=delay_s, baud=baud or 0)
         self._base = {"drop_rate": drop_rate, "corrupt_rate": corrupt_rate, "delay_s": delay_s}
         self._base["baud"] = baud or 0
+        for kind, spec in LINK_FAULT_KINDS.items():
+            check_link_magnitude(kind, self._base[spec.attribute])
 
     def apply_fault(self, record: Mapping[str, Any], active: bool = True) -> None:
         """Apply a ``link`` fault record (drop, corrupt, delay, throttle); ``active=False``
@@ -274,13 +298,9 @@ class LinkEmulator:
         if record.get("domain") != "link":
             raise LinkFaultError(f"the link emulator applies link faults, not {record!r}.")
         kind = record.get("kind")
-        if kind not in LINK_FAULT_KINDS:
-            raise LinkFaultError(
-                f"link fault kind {kind!r} is unknown; use one of {sorted(LINK_FAULT_KINDS)}."
-            )
-        attribute = LINK_FAULT_KINDS[kind][0]
+        attribute = link_fault_kind(kind).attribute
         value = record.get("magnitude") if active else self._base[attribute]
-        self._check(**{attribute: value})
+        check_link_magnitude(kind, value)
         if attribute == "baud":
             self.baud = int(value) or None
             self.bytes_per_second = (
@@ -344,17 +364,6 @@ class LinkEmulator:
         self.corrupted += int(corrupt.sum())
         self.dropped += int(array.size - keep.sum())
         return array[keep].tobytes()
-
-    @staticmethod
-    def _check(**values: float) -> None:
-        limits = {spec[0]: (kind, spec) for kind, spec in LINK_FAULT_KINDS.items()}
-        for name, value in values.items():
-            kind, (_, meaning, low, high) = limits[name]
-            if type(value) not in (int, float) or not low <= value <= high:
-                raise LinkFaultError(
-                    f"a link {kind} magnitude is {meaning}, between {low} and {high}; "
-                    f"got {value!r}."
-                )
 
 
 def _sleep_until(moment: float) -> None:

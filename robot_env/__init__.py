@@ -19,7 +19,7 @@ import gymnasium as gym
 from robot_env import arm as arm
 from robot_env import bike as bike
 from robot_env.errors import EnvError, FaultSpecError, FaultTargetError
-from robot_env.faults import KINDS, RobotFault, parse_robot_fault, split_fault_spec
+from robot_env.faults import KINDS, RobotFault, parse_robot_fault
 from robot_env.registry import (
     ANT,
     ARM_REACH,
@@ -84,5 +84,4 @@ __all__ = [
     "make",
     "make_teacher",
     "parse_robot_fault",
-    "split_fault_spec",
 ]

@@ -3,8 +3,9 @@
 A fault is a small declarative record ``{domain, kind, target, magnitude, onset, duration, seed}``
 (the schema shared by all three domains, written down in ``docs/faults.md``). The CLI writes one
 as ``DOMAIN:KIND:key=value,...``, e.g. ``robot:gain-loss:joint=1,gain=0.3,onset=100``.
-:func:`split_fault_spec` is the domain-blind first half of parsing (``deploy`` reuses it to route
-records); :func:`parse_robot_fault` is the second half for the ``robot`` domain.
+``protocol.faultspec.split_fault_spec`` is the domain-blind first half of parsing (keys are
+case-insensitive, a repeated key is refused); :func:`parse_robot_fault` is the second half for
+the ``robot`` domain.
 
 Timing, in control steps counted from reset: observation ``t`` is the one the controller sees
 before action ``t`` (``reset`` returns observation 0, the ``t``-th ``step`` returns observation
@@ -29,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from protocol.faultspec import split_fault_spec
 from robot_env.errors import FaultSpecError, FaultTargetError
 
 ROBOT_DOMAIN = "robot"
@@ -254,32 +256,9 @@ def target_parts(target: str) -> tuple[str, str]:
     return key, value
 
 
-def split_fault_spec(spec: str) -> tuple[str, str, dict[str, str]]:
-    """Split ``DOMAIN:KIND:key=value,...`` into ``(domain, kind, params)``; values stay strings.
-
-    Domain-blind on purpose: ``deploy`` uses it to route a spec to the domain that parses it.
-    """
-    parts = spec.strip().split(":", 2)
-    if len(parts) < 2 or not parts[0] or not parts[1]:
-        raise FaultSpecError(f"fault spec {spec!r} is not DOMAIN:KIND[:key=value,...].")
-    domain, kind = parts[0].strip().lower(), parts[1].strip().lower()
-    params: dict[str, str] = {}
-    for item in parts[2].split(",") if len(parts) == 3 else []:
-        if not item.strip():
-            continue
-        key, sep, value = item.partition("=")
-        key, value = key.strip().lower(), value.strip()
-        if not sep or not key or not value:
-            raise FaultSpecError(f"fault spec {spec!r}: {item!r} is not key=value.")
-        if key in params:
-            raise FaultSpecError(f"fault spec {spec!r} sets {key!r} twice.")
-        params[key] = value
-    return domain, kind, params
-
-
 def parse_robot_fault(spec: str) -> RobotFault:
     """Parse ``robot:KIND:key=value,...`` into a validated :class:`RobotFault`."""
-    domain, kind_name, params = split_fault_spec(spec)
+    domain, kind_name, params = split_fault_spec(spec, FaultSpecError)
     if domain != ROBOT_DOMAIN:
         raise FaultSpecError(f"fault spec {spec!r} is for domain {domain!r}, not 'robot'.")
     kind = kind_of(kind_name)

@@ -365,10 +365,6 @@ def count_parameters(policy: nn.Module) -> int:
     return sum(p.numel() for p in policy.parameters() if p.requires_grad)
 
 
-def spiking_parameter_count(n_obs: int, n_act: int, n_hidden: int) -> int:
-    return count_parameters(SpikingPolicy(ModelConfig("hp", n_obs, n_act, n_hidden)))
-
-
 def matched_hidden(kind: str, n_obs: int, n_act: int, target: int) -> int:
     """Hidden width of an LSTM or MLP whose parameter count is closest to ``target``."""
 

@@ -46,7 +46,7 @@ def test_a_layer_split_over_cores_runs_like_one_core(checkpoint) -> None:
     narrow = Profile("narrow", 2, 4, 64, 6, 128)  # 6 neurons per core: 16 hidden -> 3 cores
     split_image = map_network(q, narrow)
     split = Engine(split_image, narrow)
-    assert [s.layer for s in plan(q, narrow)] == ["hidden"] * 3 + ["readout"]
+    assert [s.layer for s in plan(q, narrow)] == [0, 0, 0, 1]  # hidden on 3 cores, readout
     assert resources(split_image, narrow)["cores"] == 4
     rng = np.random.default_rng(0)
     for engine in (whole, split):

@@ -16,6 +16,7 @@ from deploy.pack import pack_checkpoint
 from deploy.report import aligned, markdown, write_gif, write_plots
 from deploy.runner import RunResult, run
 from firmware_sim.errors import FaultError
+from protocol.errors import LinkFaultError
 from robot_env import FaultSpecError
 
 ENV = "glocal/ArmReach-v0"
@@ -48,8 +49,8 @@ def test_each_spec_goes_to_its_domain() -> None:
     ("spec", "error", "words"),
     [
         ("space:laser:x=1", DeployError, "use robot, board or link"),
-        ("link:drop:onset=3", DeployError, "takes rate=VALUE"),
-        ("link:corrupt:rate=2", DeployError, "between 0.0 and 1.0"),
+        ("link:drop:onset=3", LinkFaultError, "takes rate=VALUE"),
+        ("link:corrupt:rate=2", LinkFaultError, "between 0.0 and 1.0"),
         ("robot:gain-loss:gain=7", FaultSpecError, "outside"),
         ("board:dead-neuron:fraction=3", FaultError, "fraction"),
     ],

@@ -1,28 +1,34 @@
-"""Tiny images for firmware_sim tests, built with the package's own builder."""
+"""Tiny images for firmware_sim tests, mapped by deploy's mapper (the board only runs images)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from deploy.chain import Chain, Decoder, Encoder, Layer
+from deploy.mapping import map_chain
 from firmware_sim import spec
 from firmware_sim.engine import Engine
-from firmware_sim.image import BoardImage, Decoder, Encoder, Layer, build_image
+from firmware_sim.image import BoardImage
 from firmware_sim.profiles import get_profile
 
 ONE = 1 << spec.ENC_GAIN_FRAC  # encoder gain 1.0: obs 3.0 -> x = 3
 
 
-def chain_image(layers: list[Layer], obs_dim: int | None = None, **board) -> BoardImage:
+def chain_image(
+    layers: list[Layer], obs_dim: int | None = None, modulator=None, **board
+) -> BoardImage:
     """A feed-forward stack on the small profile; the encoder feeds observation i to axon i and
-    the decoder maps output neuron j to action j with weight 1 (spike counts)."""
+    the decoder maps output neuron j to action j with weight 1 (spike counts). ``modulator``
+    (layer, neuron) gates the plasticity of every layer."""
     fan_in = layers[0].weights.shape[0]
     fan_out = layers[-1].weights.shape[1]
     encoder = Encoder(src=np.arange(fan_in), gain=ONE, mode=board.pop("enc_mode", 0))
     decoder = Decoder(dst=np.arange(fan_out), mode=board.pop("dec_mode", 0))
-    return build_image(
-        get_profile("small"), layers, encoder, decoder, obs_dim or fan_in, fan_out, **board
-    )
+    for layer in layers:
+        layer.modulator = modulator
+    chain = Chain(layers, encoder, decoder, obs_dim or fan_in, fan_out, **board)
+    return map_chain(chain, get_profile("small"))
 
 
 def weights(*rows: list[int]) -> np.ndarray:

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
+from deploy.chain import Layer
 from firmware_sim.engine import Engine
 from firmware_sim.errors import FaultError
 from firmware_sim.faults import Fault, parse_fault
-from firmware_sim.image import Layer
 from tests.firmware_sim.conftest import chain_image, random_layers, weights
 
 
@@ -26,6 +26,12 @@ def test_parse_fault_spec():
     assert fault == Fault("stuck-value", 1, None, -3.0, 9, None, 4, {"fraction": 0.5})
     assert parse_fault("core-down:core=all").target == "all"
     assert parse_fault("dead-neuron:core=0,neuron=3").neuron == 3
+
+
+def test_keys_are_case_insensitive_and_a_repeated_key_is_refused():
+    assert parse_fault("board:dead-neuron:CORE=1,Neuron=3").target == 1
+    with pytest.raises(FaultError, match="'board:dead-neuron:core=0,Core=1' sets 'core' twice"):
+        parse_fault("board:dead-neuron:core=0,Core=1")
 
 
 def test_fault_record_round_trips_in_the_protocol_shape():

@@ -4,9 +4,9 @@ Units: a spike (or x = 1) through W = 1 adds 256 to v_mem (Q.8 effective weight)
 
 import numpy as np
 
+from deploy.chain import Layer
 from firmware_sim import spec
 from firmware_sim.engine import Engine
-from firmware_sim.image import Layer, tanh_f_table
 from tests.firmware_sim.conftest import chain_image, weights
 
 
@@ -168,12 +168,6 @@ def test_modulator_gates_learning_from_the_previous_tick(make_engine):
     assert int(engine.traces[0, 1]) == 0
     engine.run_tick(np.array([1]))
     assert int(engine.traces[0, 1]) == 200
-
-
-def test_tanh_table_is_bounded_and_odd():
-    table = tanh_f_table(gain=2.0).astype(int)
-    assert table.max() <= 256 and table.min() >= -256
-    assert table[512] == 0 and table[512 + 100] == -table[512 - 100]
 
 
 def test_learning_off_leaves_traces_and_weights_alone(make_engine):

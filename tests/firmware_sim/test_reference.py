@@ -12,10 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from deploy.chain import Chain, Decoder, Encoder
+from deploy.mapping import map_chain
 from firmware_sim import spec
 from firmware_sim.engine import Engine
 from firmware_sim.faults import Fault
-from firmware_sim.image import BoardImage, Decoder, Encoder, build_image
+from firmware_sim.image import BoardImage
 from firmware_sim.profiles import get_profile
 from tests.firmware_sim.conftest import chain_image, random_layers
 
@@ -328,9 +330,8 @@ def test_full_size_cores_match_the_plain_spec(seed):
     for layer in layers:
         layer.theta = rng.integers(256 * 400, 256 * 900, 256)
     encoder = Encoder(src=np.arange(256), gain=256, mode=1)  # sparse delta spikes
-    image = build_image(
-        get_profile("tianjic"), layers, encoder, Decoder(dst=np.arange(256) % 4), 256, 4
-    )
+    chain = Chain(layers, encoder, Decoder(dst=np.arange(256) % 4), 256, 4)
+    image = map_chain(chain, get_profile("tianjic"))
     engine, ref = Engine(image), SpecBoard(image)
     if seed:
         fault = Fault("stuck-value", 1, magnitude=-40.0, seed=3, params={"fraction": 0.05})

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
+from deploy.chain import Layer
 from firmware_sim import rules
 from firmware_sim.engine import Engine
 from firmware_sim.errors import BoardError, DesignRuleError
-from firmware_sim.image import Layer
 from firmware_sim.profiles import get_profile
 from tests.firmware_sim.conftest import chain_image
 

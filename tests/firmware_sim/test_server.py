@@ -13,7 +13,7 @@ from firmware_sim.server import Board
 from protocol.client import Client
 from protocol.errors import RemoteError
 from protocol.messages import ErrorCode
-from protocol.testing import LoopbackBoard
+from protocol.transport import InProcessTransport
 from tests.firmware_sim.conftest import board_fault, chain_image, random_layers
 
 
@@ -29,7 +29,7 @@ def board(tmp_path):
 
 @pytest.fixture
 def client(board):
-    transport = LoopbackBoard(board.responder)
+    transport = InProcessTransport(board.responder.feed)
     transport.open()
     yield Client(transport, timeout=0.5, seed=1)
     transport.close()
@@ -123,7 +123,7 @@ def test_a_board_with_a_key_takes_only_images_signed_with_it(tmp_path):
     key, stranger = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     keyed = Board(tmp_path / "keyed", "small", public_key=public)
-    transport = LoopbackBoard(keyed.responder)
+    transport = InProcessTransport(keyed.responder.feed)
     transport.open()
     client = Client(transport, timeout=0.5)
     image = chain_image(random_layers(np.random.default_rng(0), [6, 20, 3]))

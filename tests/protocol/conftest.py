@@ -5,11 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from protocol.image import CoreImage, Provenance, pack
+
+REPOSITORY = Path(__file__).resolve().parents[2]  # where ``python -m tests....`` resolves
 
 
 def make_image(seed: int = 0, n_cores: int = 2, n_axons: int = 8, n_neurons: int = 6) -> CoreImage:
@@ -51,7 +54,8 @@ def image_bytes(image: CoreImage) -> bytes:
 
 @pytest.fixture
 def board_url() -> Iterator[str]:
-    """A reference board (``python -m protocol.testing``) on a pty in a separate process."""
+    """A reference board (``python -m tests.protocol.reference_board``) on a pty in a separate
+    process."""
     yield from _spawn_board("pty")
 
 
@@ -62,7 +66,8 @@ def socket_board_url() -> Iterator[str]:
 
 def _spawn_board(port: str) -> Iterator[str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "protocol.testing", "--port", port],
+        [sys.executable, "-m", "tests.protocol.reference_board", "--port", port],
+        cwd=REPOSITORY,
         stdout=subprocess.PIPE,
         text=True,
     )

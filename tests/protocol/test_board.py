@@ -12,7 +12,7 @@ from protocol import framing
 from protocol.board import FlashReceiver, MemorySlotStore, Responder
 from protocol.errors import RequestRejected
 from protocol.messages import ErrorCode, Message, MessageType
-from protocol.testing import ReferenceBoard
+from tests.protocol.reference_board import ReferenceBoard
 
 T = MessageType
 

@@ -12,16 +12,16 @@ from protocol.client import Client
 from protocol.errors import LinkFaultError, LinkTimeoutError, RemoteError, TransportError
 from protocol.image import pack
 from protocol.messages import ErrorCode
-from protocol.testing import LoopbackBoard, ReferenceBoard
-from protocol.transport import LinkEmulator, SerialTransport, open_transport
+from protocol.transport import InProcessTransport, LinkEmulator, SerialTransport, open_transport
+from tests.protocol.reference_board import ReferenceBoard
 
 from .conftest import make_image
 
 LOSSY = {"drop_rate": 0.01, "corrupt_rate": 0.01}
 
 
-def loopback(board: ReferenceBoard, **link: float) -> LinkEmulator | LoopbackBoard:
-    transport = LoopbackBoard(board.responder)
+def loopback(board: ReferenceBoard, **link: float) -> LinkEmulator | InProcessTransport:
+    transport = InProcessTransport(board.responder.feed)
     if link:
         transport = LinkEmulator(transport, **link)
     transport.open()
@@ -65,7 +65,7 @@ def test_silent_board_times_out_with_one_sentence() -> None:
 
 def test_link_damage_is_seeded_and_at_the_asked_rate() -> None:
     def damage(seed: int) -> tuple[bytes, int, int]:
-        link = LinkEmulator(LoopbackBoard(ReferenceBoard().responder), seed=seed, **LOSSY)
+        link = LinkEmulator(InProcessTransport(ReferenceBoard().responder.feed), seed=seed, **LOSSY)
         out = link._damage(bytes(200_000))
         return out, link.dropped, link.corrupted
 
@@ -75,7 +75,7 @@ def test_link_damage_is_seeded_and_at_the_asked_rate() -> None:
 
 
 def test_link_fault_records_apply_and_lift() -> None:
-    link = LinkEmulator(LoopbackBoard(ReferenceBoard().responder), corrupt_rate=0.001)
+    link = LinkEmulator(InProcessTransport(ReferenceBoard().responder.feed), corrupt_rate=0.001)
     record = {"domain": "link", "kind": "corrupt", "magnitude": 0.05}
     link.apply_fault(record)
     assert link.corrupt_rate == 0.05

@@ -4,17 +4,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from robot_env import FaultSpecError, RobotFault, parse_robot_fault, split_fault_spec
+from robot_env import FaultSpecError, RobotFault, parse_robot_fault
 from robot_env.faults import KINDS, actuate, actuator_model, invert_actuator
 
 
-def test_split_is_domain_blind():
-    assert split_fault_spec("board:stuck-at:core=0, neuron=12 ,value=3") == (
-        "board",
-        "stuck-at",
-        {"core": "0", "neuron": "12", "value": "3"},
+def test_keys_are_case_insensitive_and_a_repeated_key_is_refused():
+    fault = parse_robot_fault("Robot:Gain-Loss:JOINT=1,Gain=0.3,Onset=100")
+    assert (fault.kind, fault.target, fault.magnitude, fault.onset) == (
+        "gain-loss",
+        "joint=1",
+        0.3,
+        100,
     )
-    assert split_fault_spec("link:byte-drop") == ("link", "byte-drop", {})
+    with pytest.raises(FaultSpecError, match="sets 'gain' twice"):
+        parse_robot_fault("robot:gain-loss:gain=0.3,GAIN=0.4")
 
 
 def test_spec_from_the_issue_parses_to_the_shared_record():

@@ -34,11 +34,6 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
 
 
-def hp_claim(table: dict[str, float]) -> dict[str, bool]:
-    """Whether HP >= each other model in ``table`` (model -> mean accuracy)."""
-    return {f"HP>={name}": table["HP"] >= acc for name, acc in table.items() if name != "HP"}
-
-
 def descend(opt: torch.optim.Optimizer, loss: torch.Tensor) -> float:
     """One optimiser step on ``loss``; its value."""
     opt.zero_grad()

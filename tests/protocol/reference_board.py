@@ -1,12 +1,13 @@
 """A minimal board for tests and benchmarks: HELLO, STATUS and flashing into RAM.
 
 It is the protocol's own reference responder, not the emulated board (that is
-``firmware_sim``). Run it in its own process, the way a board sits behind a USB-serial port::
+``firmware_sim``). Run it from the repository root in its own process, the way a board sits
+behind a USB-serial port::
 
-    python -m protocol.testing --port pty       # first stdout line: the pty path to open
-    python -m protocol.testing --port socket    # first stdout line: socket://127.0.0.1:PORT
+    python -m tests.protocol.reference_board --port pty     # first stdout line: the pty path
+    python -m tests.protocol.reference_board --port socket  # first line: socket://127.0.0.1:PORT
 
-or in-process with :class:`LoopbackBoard`, a transport that runs the responder as it sends.
+or in-process behind ``protocol.transport.InProcessTransport(board.responder.feed)``.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class ReferenceBoard:
         return {
             "board_id": BOARD_ID,
             "profile": "test",
-            "firmware": "protocol.testing",
+            "firmware": "tests.protocol.reference_board",
             "protocol": PROTOCOL_VERSION,
             "capabilities": ["flash"],
             "max_payload": self.responder.max_payload,
@@ -52,35 +53,6 @@ class ReferenceBoard:
             "flash_bytes_written": self.store.bytes_written,
         }
         return {"state": "idle", "active_slot": None, "learning": False, "counters": counters}
-
-
-class LoopbackBoard:
-    """An in-process board as a transport: sending a request runs the responder, and its answers
-    wait in a buffer until the client reads them, like bytes in a port's receive buffer.
-
-    (Not pyserial's ``loop://``: its bounded queue blocks the one thread that both writes an
-    answer and would read it, as soon as an answer is larger than the queue.)
-    """
-
-    bytes_per_second: float | None = None
-
-    def __init__(self, responder: Responder) -> None:
-        self.responder = responder
-        self._pending = bytearray()
-
-    def open(self) -> None:
-        self._pending.clear()
-
-    def send(self, data: bytes) -> None:
-        self._pending += self.responder.feed(data) or b""
-
-    def receive(self, max_bytes: int, timeout: float) -> bytes:
-        out = bytes(self._pending[:max_bytes])
-        del self._pending[:max_bytes]
-        return out
-
-    def close(self) -> None:
-        self._pending.clear()
 
 
 def main(argv: list[str] | None = None) -> int:

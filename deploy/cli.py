@@ -477,12 +477,12 @@ def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
             args.checkpoint,
             args.env,
             Episodes(args.episodes, args.steps, args.onset, args.seed),
-            args.parts,
-            args.fault,
-            args.chip_faults,
-            args.encoder_copies,
-            args.readout_copies,
-            progress,
+            parts=args.parts,
+            robot_faults=args.fault,
+            chip_faults=args.chip_faults,
+            encoder_copies=args.encoder_copies,
+            readout_copies=args.readout_copies,
+            progress=progress,
         )
     finally:
         if bar is not None:

@@ -310,6 +310,8 @@ def closing_table(
     the robot part instead of the held-out kinds; ``chip_faults``: the board part's faults
     instead of ``BOARD_FAULTS``; the copies: see ``deploy.mapping``."""
     check_episodes(episodes.count)
+    if robot_faults and "robot" not in parts:
+        raise DeployError("--fault gives rows of the robot part; add robot to --parts.")
     rows = robot_fault_rows(robot_faults, episodes) if robot_faults else None
     board_faults = chip_fault_specs(chip_faults) if chip_faults else BOARD_FAULTS
     packed = pack_checkpoint(

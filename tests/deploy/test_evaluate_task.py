@@ -76,6 +76,9 @@ def test_a_bad_fault_is_refused_before_anything_runs(spec, sentence, monkeypatch
     monkeypatch.setattr(deploy.evaluate, "pack_checkpoint", never)
     assert main(["evaluate", "--fault", spec, "--episodes", "2"]) == EXIT_USAGE
     assert sentence in one_sentence(capsys)
+    good = "robot:reversed-motor:joint=0,gain=-1,onset=100"
+    assert main(["evaluate", "--fault", good, "--parts", "board"]) == EXIT_USAGE
+    assert "add robot to --parts" in one_sentence(capsys)
 
 
 @pytest.mark.slow

@@ -21,7 +21,8 @@ return relative to the fault-free run of the same learning setting.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -294,6 +295,19 @@ class Tally:
             self.progress(self.done, self.total, row)
 
 
+@contextmanager
+def on_a_board(packed: Packed) -> Iterator[BoardController]:
+    """An emulated board on a pty with ``packed`` flashed and booted, as a controller; the
+    board process stops on the way out."""
+    with BoardProcess(PROFILE) as process:
+        client, transport = connect(process.url)
+        try:
+            flash_and_boot(client, packed.data, progress=False)
+            yield BoardController.for_image(client, packed.image.meta)
+        finally:
+            transport.close()
+
+
 def closing_table(
     checkpoint: str | Path | None = None,
     env: str | None = None,
@@ -328,17 +342,11 @@ def closing_table(
         progress,
     )
     robot = on_chip = None
-    with BoardProcess(PROFILE) as process:
-        client, transport = connect(process.url)
-        try:
-            flash_and_boot(client, packed.data, progress=False)
-            board = BoardController.for_image(client, packed.image.meta)
-            if "robot" in parts:
-                robot = robot_table(controllers_of(board, packed), rows, episodes, task, tick)
-            if "board" in parts:
-                on_chip = board_table(board, board_faults, episodes, task, tick)
-        finally:
-            transport.close()
+    with on_a_board(packed) as board:
+        if "robot" in parts:
+            robot = robot_table(controllers_of(board, packed), rows, episodes, task, tick)
+        if "board" in parts:
+            on_chip = board_table(board, board_faults, episodes, task, tick)
     return {
         "env": task.id,
         "encoder_copies": encoder_copies,

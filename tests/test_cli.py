@@ -32,6 +32,8 @@ def test_no_command_prints_help_and_fails(capsys):
         ["train", "--model", "hp", "--out", "runs/x", "--bogus-flag", "1"],
         ["export-onnx", "model.pt", "--out", "m.onnx", "--bogus-flag", "1"],
         ["board", "--bogus-flag", "1"],
+        ["evaluate", "--episodes", "2", "--bogus-flag", "1"],
+        ["scenario", "few-shot", "--bogus-flag", "1"],
     ],
 )
 def test_an_unknown_argument_is_reported_against_its_verb(argv, capsys):

@@ -83,22 +83,20 @@ def test_a_bad_fault_is_refused_before_anything_runs(spec, sentence, monkeypatch
 
 @pytest.mark.slow
 @pytest.mark.hil
-def test_fault_rows_on_the_shipped_checkpoint_print_every_controller_and_closure(capsys):
+def test_a_fault_row_on_the_shipped_checkpoint_prints_every_controller_and_closure(capsys):
     spec = "robot:reversed-motor:joint=0,gain=-1,onset=100"
-    argv = ["evaluate", "--fault", spec, "--fault", "robot:dead-motor:joint=1"]
-    assert main([*argv, "--episodes", "2", "--steps", "150", "--parts", "robot", "--json"]) == 0
+    argv = ["evaluate", "--fault", spec, "--episodes", "2", "--steps", "150", "--parts", "robot"]
+    assert main([*argv, "--json"]) == 0
     out, err = capsys.readouterr()
     table = json.loads(out)
     assert table["env"] == ENV and table["board"] is None and table["episodes"] == 2
-    assert set(table["robot"]) == {spec, "robot:dead-motor:joint=1"}
-    for rows in table["robot"].values():
-        assert set(rows) == set(deploy.evaluate.ROBOT_COLUMNS)
-        assert all(np.isfinite(row["reward_after_onset"]) for row in rows.values())
-        assert all("closure" in row for row in rows.values())  # None where the gap is too small
-    reversed_motor = table["robot"][spec]
-    assert reversed_motor["teacher-blind"]["closure"] == pytest.approx(0.0)
-    assert reversed_motor["teacher-aware"]["closure"] == pytest.approx(1.0)
-    assert "4/4" in err  # progress per episode
+    rows = table["robot"][spec]
+    assert set(table["robot"]) == {spec} and set(rows) == set(deploy.evaluate.ROBOT_COLUMNS)
+    assert all(np.isfinite(row["reward_after_onset"]) for row in rows.values())
+    assert all(np.isfinite(row["closure"]) for row in rows.values())
+    assert rows["teacher-blind"]["closure"] == pytest.approx(0.0)
+    assert rows["teacher-aware"]["closure"] == pytest.approx(1.0)
+    assert "2/2" in err  # progress per episode
 
 
 @pytest.mark.mujoco

@@ -1,8 +1,10 @@
 """``glocal`` verbs owned by ``deploy``: pack, export-onnx, flash, run, demo, hil,
-fewshot-board, export-nir.
+fewshot-board, evaluate, export-nir.
 
 Each handler only parses and calls the library (``deploy.*``); human output goes to stderr and
-the returned dict is what ``--json`` prints.
+the returned dict is what ``--json`` prints. Handlers import the library (torch, gymnasium)
+inside: the CLI builds every verb's parser at every start, the emulated board's
+``glocal board`` too, and that must stay as light as the board it emulates.
 """
 
 from __future__ import annotations
@@ -20,6 +22,23 @@ from deploy.onnx_export import PARITY_TOLERANCE, STATE_TOLERANCE
 def register(
     subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]
 ) -> None:
+    for add_verb in (
+        register_pack,
+        register_export_onnx,
+        register_flash,
+        register_run,
+        register_demo,
+        register_hil,
+        register_fewshot_board,
+        register_evaluate,
+        register_export_nir,
+    ):
+        add_verb(subparsers, parents)
+
+
+def register_pack(
+    subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]
+) -> None:
     p = subparsers.add_parser(
         "pack",
         parents=parents,
@@ -34,26 +53,13 @@ def register(
     p.add_argument("--profile", default="tianjic", help="board profile (default: %(default)s)")
     p.add_argument("--out", required=True, type=Path, help="the .glc file to write")
     p.add_argument("--sign", type=Path, metavar="KEY", help="Ed25519 private key (PEM or raw)")
-    p.add_argument(
-        "--encoder-copies",
-        type=int,
-        default=1,
-        metavar="K",
-        help="spread each encoder synapse over K board synapses that sum to it exactly: the same "
-        "actions on a healthy chip, 1/K of the damage per stuck-at-zero synapse, but K times "
-        "the encoder axons and weight bits that can flip (docs/deploy.md; default: %(default)s)",
-    )
-    p.add_argument(
-        "--readout-copies",
-        type=int,
-        default=1,
-        metavar="R",
-        help="give each action R readout neurons that share its decoder weight exactly: the same "
-        "actions on a healthy chip, and a dead readout neuron costs 1/R of one action instead of "
-        "all of it (docs/deploy.md; default: %(default)s)",
-    )
+    add_copies_options(p)
     p.set_defaults(handler=pack_command)
 
+
+def register_export_onnx(
+    subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]
+) -> None:
     p = subparsers.add_parser(
         "export-onnx",
         parents=parents,
@@ -85,6 +91,10 @@ def register(
     )
     p.set_defaults(handler=export_onnx_command)
 
+
+def register_flash(
+    subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]
+) -> None:
     p = subparsers.add_parser(
         "flash",
         parents=parents,
@@ -96,6 +106,10 @@ def register(
     p.add_argument("--no-boot", action="store_true", help="flash only, keep the running image")
     p.set_defaults(handler=flash_command)
 
+
+def register_run(
+    subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]
+) -> None:
     p = subparsers.add_parser(
         "run",
         parents=parents,
@@ -118,6 +132,10 @@ def register(
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.set_defaults(handler=run_command)
 
+
+def register_demo(
+    subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]
+) -> None:
     p = subparsers.add_parser(
         "demo",
         parents=parents,
@@ -132,6 +150,10 @@ def register(
     p.add_argument("--episodes", type=int, default=None, help="episodes per run")
     p.set_defaults(handler=demo_command)
 
+
+def register_hil(
+    subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]
+) -> None:
     p = subparsers.add_parser(
         "hil",
         parents=parents,
@@ -146,13 +168,17 @@ def register(
     p.add_argument("--port", required=True, help="pyserial URL or pty path of the board")
     p.set_defaults(handler=hil_command)
 
+
+def register_fewshot_board(
+    subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]
+) -> None:
     p = subparsers.add_parser(
         "fewshot-board",
         parents=parents,
         help="run the few-shot scenario's HP model on the emulated board (on-chip binding)",
         description=(
             "Pack the trained binding layer of a few-shot checkpoint (fewshot-hp-seedN.pt, "
-            "written by `glocal train --scenario few-shot`; a run folder means all of them) into "
+            "written by `glocal scenario few-shot`; a run folder means all of them) into "
             "a one-core image and run N-way 1-shot Omniglot episodes on the emulated board: the "
             "host extracts features, on-chip learning binds the support images to their labels, "
             "the board's spike counts and membranes classify the queries. Reports the board's "
@@ -186,7 +212,95 @@ def register(
     p.add_argument("--out", type=Path, help="folder for fewshot-board.json and fewshot-board.md")
     p.set_defaults(handler=fewshot_board_command)
 
-    register_export_nir(subparsers, parents)
+
+def register_evaluate(
+    subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]
+) -> None:
+    p = subparsers.add_parser(
+        "evaluate",
+        parents=parents,
+        help="the closing table: board and torch, learning on and off, against both teachers",
+        description=(
+            "Pack CHECKPOINT, flash it onto an emulated board on a pty and score it on the same "
+            "seeded episodes as torch (learning on and off each) and the fault-blind and "
+            "fault-aware teachers. Robot part: held-out magnitudes of the trained fault kinds, "
+            "or the --fault specs; each controller's reward per step after onset and closure "
+            "(the share of the blind-to-aware teacher gap it closes). Board part: on-chip "
+            "faults, learning on and off, return relative to fault-free. Progress per episode "
+            "on stderr; --json prints the tables, --out writes closing_table.json and .md."
+        ),
+        epilog="example: glocal evaluate --fault robot:reversed-motor:joint=0,gain=-1,onset=100 "
+        "--episodes 20 --json",
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="DIR",
+        help="training checkpoint (folder or model.pt) of a spiking policy; default: the shipped "
+        "demo checkpoint",
+    )
+    p.add_argument(
+        "--env",
+        help="task id when the checkpoint names none (train.tasks.TASKS: glocal/ArmReach-v0, "
+        "Reacher-v5); default: the checkpoint's task",
+    )
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="robot fault spec (repeatable), a robot row each instead of the held-out kinds; "
+        "onset is --onset unless the spec names one (glocal envs lists the kinds)",
+    )
+    p.add_argument(
+        "--chip-faults",
+        nargs="+",
+        default=[],
+        metavar="SPEC",
+        help="board fault specs for the board part instead of the three standard ones, e.g. "
+        "board:dead-neuron:core=0,fraction=0.05 (onset is --onset)",
+    )
+    p.add_argument(
+        "--episodes", type=int, default=100, help="seeded episodes per cell (%(default)s)"
+    )
+    p.add_argument("--steps", type=int, default=300, help="control steps per episode (%(default)s)")
+    p.add_argument(
+        "--onset", type=int, default=100, help="control step at which faults start (%(default)s)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="base seed of every episode's env and fault seeds"
+    )
+    p.add_argument(
+        "--parts",
+        nargs="+",
+        choices=("robot", "board"),
+        default=["robot", "board"],
+        help="which tables to make (default: both)",
+    )
+    add_copies_options(p)
+    p.add_argument("--out", type=Path, metavar="DIR", help="folder for closing_table.json and .md")
+    p.set_defaults(handler=evaluate_command)
+
+
+def add_copies_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--encoder-copies",
+        type=int,
+        default=1,
+        metavar="K",
+        help="spread each encoder synapse over K board synapses that sum to it exactly: the same "
+        "actions on a healthy chip, 1/K of the damage per stuck-at-zero synapse, but K times "
+        "the encoder axons and weight bits that can flip (docs/deploy.md; default: %(default)s)",
+    )
+    p.add_argument(
+        "--readout-copies",
+        type=int,
+        default=1,
+        metavar="R",
+        help="give each action R readout neurons that share its decoder weight exactly: the same "
+        "actions on a healthy chip, and a dead readout neuron costs 1/R of one action instead of "
+        "all of it (docs/deploy.md; default: %(default)s)",
+    )
 
 
 def pack_command(args: argparse.Namespace) -> dict[str, Any]:
@@ -343,6 +457,41 @@ def hil_command(args: argparse.Namespace) -> dict[str, Any]:
         return run_suite(client, report)
     finally:
         transport.close()
+
+
+def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    from deploy.evaluate import Episodes, closing_table, format_tables, write_tables
+
+    bar = None
+
+    def progress(done: int, total: int, row: str) -> None:
+        nonlocal bar  # made on the first episode: a refused option prints no empty bar
+        bar = bar or tqdm(total=total, file=sys.stderr, desc="evaluate", unit="episode")
+        bar.set_postfix_str(row, refresh=False)
+        bar.update(done - bar.n)
+
+    try:
+        result = closing_table(
+            args.checkpoint,
+            args.env,
+            Episodes(args.episodes, args.steps, args.onset, args.seed),
+            parts=args.parts,
+            robot_faults=args.fault,
+            chip_faults=args.chip_faults,
+            encoder_copies=args.encoder_copies,
+            readout_copies=args.readout_copies,
+            progress=progress,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.out:
+        write_tables(result, args.out)
+    if not args.json:
+        print(format_tables(result), file=sys.stderr)
+    return result
 
 
 def fewshot_board_command(args: argparse.Namespace) -> dict[str, Any]:

@@ -1,17 +1,17 @@
-"""The closing-note table: the board over a pty, held-out robot faults and on-chip faults.
+"""The closing-note table: the board over a pty, robot faults and on-chip faults.
 
-    python -m deploy.evaluate [--checkpoint DIR] [--env ID] [--episodes 100] [--steps 300] --out DIR
+    glocal evaluate [--checkpoint DIR] [--env ID] [--fault SPEC ...] [--episodes 100] [--out DIR]
 
 The task is the checkpoint's (``train`` config), or ``--env`` for a checkpoint that names none;
-``train.tasks.TASKS`` says how to build its env and where its held-out magnitudes lie.
+``train.tasks.TASKS`` names its robot_env id and where its held-out magnitudes lie.
 
 Robot part: per fault kind (reversed motor, gain loss, bias torque, payload), seeded episodes
-with the fault at a held-out magnitude (the task's bands, ``train.tasks.BANDS`` on ArmReach,
-``REACHER_BANDS`` on Reacher-v5; never trained on) on a random joint from ``onset`` on.
+with the fault at a held-out magnitude (the task's bands, ``train.fault_batch.BANDS`` on ArmReach,
+``REACHER_BANDS`` on Reacher-v5; never trained on) on a random joint from ``onset`` on; or, with
+``--fault``, a row per given robot fault spec (any kind; ``onset`` where the spec names none).
 Controllers on the same episodes: the board with learning on and off (same image), torch with
 learning on and off (same checkpoint), the fault-blind and the fault-aware teacher. Closure over
-the steps after onset is train's definition, ``(R - R_blind) / (R_aware - R_blind)``, undefined
-where the aware teacher is not better by ``train.evaluate.MIN_GAP``.
+the steps after the fault's onset is ``train.evaluate.closure``.
 
 Board part: the nominal task with on-chip faults (10 % stuck-at-zero synapses, 5 % dead
 neurons, weight bit flips, or the board fault specs of ``--chip-faults``), learning on and off;
@@ -20,26 +20,58 @@ return relative to the fault-free run of the same learning setting.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+import robot_env
+from deploy.demo import shipped_checkpoint
 from deploy.engines import BoardController, TorchController
 from deploy.errors import DeployError
 from deploy.faults import route_faults
-from deploy.runner import run
+from deploy.flash import connect, flash_and_boot
+from deploy.pack import Packed, pack_checkpoint
+from deploy.runner import RunResult, check_episodes, run
+from firmware_sim.errors import FaultError
+from firmware_sim.faults import parse_fault
+from firmware_sim.process import BoardProcess
+from train.evaluate import closure
+from train.fault_batch import BANDS, fault_spec
+from train.tasks import TASKS, get_task
 
 ENV = "glocal/ArmReach-v0"  # for a checkpoint that names no task
+PROFILE = "tianjic"
+PARTS = ("robot", "board")
 ROBOT_KINDS = ("reversed-motor", "gain-loss", "bias-torque", "payload")
 BOARD_FAULTS = {
     "stuck-zero 10%": "board:stuck-zero:core=all,fraction=0.1,onset={onset}",
     "dead-neuron 5%": "board:dead-neuron:core=all,fraction=0.05,onset={onset}",
     "weight-flip 1e-6/bit/tick": "board:weight-flip:core=all,rate=1e-6,onset={onset}",
 }
+# Row k of the robot table runs episode e with env seed seed + ROW_SEED_STRIDE * k + e: rows
+# never share an episode seed (up to this many episodes per row), and adding a row leaves the
+# others' episodes as they were.
+ROW_SEED_STRIDE = 1000
+
+# progress(episodes done, episodes in the table, the row being run)
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class Episodes:
+    """The table's episodes: how many per cell, control steps each, the step at which every
+    fault starts (unless a ``--fault`` spec names its own) and the seed they all derive from."""
+
+    count: int = 100
+    steps: int = 300
+    onset: int = 100
+    seed: int = 0
 
 
 class TeacherController:
@@ -51,8 +83,6 @@ class TeacherController:
         self.teacher: Any = None
 
     def bind(self, env: Any) -> None:
-        import robot_env
-
         self.teacher = robot_env.make_teacher(env, fault_aware=self.aware)
 
     def reset(self) -> None: ...
@@ -70,8 +100,6 @@ class TaskEnv:
     """The task of a run: its id, its fault bands and the robot_env env the runner builds."""
 
     def __init__(self, task_id: str) -> None:
-        from train.tasks import get_task
-
         self.id = task_id
         self.spec = get_task(task_id, DeployError)
 
@@ -93,8 +121,6 @@ def robot_spec(
 ) -> str:
     """One held-out fault of ``kind`` on a random joint (``bands``: the task's, default
     ArmReach's)."""
-    from train.fault_batch import BANDS, fault_spec
-
     low, high = (bands or BANDS)[kind][1]
     value = rng.uniform(low, high)
     joint = int(rng.integers(0, 2))
@@ -103,41 +129,58 @@ def robot_spec(
     return fault_spec(kind, joint, value, onset, digits=4)
 
 
-def after_onset(result: Any, onset: int) -> float:
-    return float(np.nanmean(result.rewards[:, onset:]))
+def held_out_rows(episodes: Episodes, bands: dict[str, Any]) -> dict[str, list[str]]:
+    """The default robot rows: per kind, one held-out fault drawn per episode."""
+    rows = {}
+    for k, kind in enumerate(ROBOT_KINDS):
+        rng = np.random.default_rng(episodes.seed + k)
+        rows[kind] = [robot_spec(kind, rng, episodes.onset, bands) for _ in range(episodes.count)]
+    return rows
+
+
+def robot_fault_rows(specs: Sequence[str], episodes: Episodes) -> dict[str, list[str]]:
+    """``--fault`` specs as robot rows, each checked now (before any board starts) and given
+    the table's onset where it names none; every episode of a row runs its spec."""
+    rows = {}
+    for spec in specs:
+        robot_env.parse_robot_fault(spec)  # a bad spec is one sentence here, not mid-table
+        _, _, params = robot_env.split_fault_spec(spec)
+        timed = spec if "onset" in params else f"{spec},onset={episodes.onset}"
+        rows[spec] = [timed] * episodes.count
+    return rows
+
+
+def after_onset(result: RunResult, onset: int) -> float:
+    """Mean reward per step from the fault's onset on (as drawn this episode), else ``onset``."""
+    start = result.onsets[0] if result.onsets[0] is not None else onset
+    return float(np.nanmean(result.rewards[:, start:]))
 
 
 def robot_table(
     controllers: dict[str, tuple[Any, bool]],
-    episodes: int,
-    steps: int,
-    onset: int,
-    seed: int,
-    task: TaskEnv | None = None,
+    rows: dict[str, list[str]],
+    episodes: Episodes,
+    task: TaskEnv,
+    tick: Callable[[str], None],
 ) -> dict[str, Any]:
-    from train.evaluate import closure
-
-    task = task or TaskEnv(ENV)
+    """Per row (name -> one fault spec per episode), each controller's reward after onset and
+    closure; ``tick(row)`` after each episode."""
     table: dict[str, Any] = {}
-    for k, kind in enumerate(ROBOT_KINDS):
-        rng = np.random.default_rng(seed + k)
-        specs = [robot_spec(kind, rng, onset, task.spec.bands) for _ in range(episodes)]
-        rows: dict[str, list[float]] = {name: [] for name in controllers}
+    for k, (row, specs) in enumerate(rows.items()):
+        rewards: dict[str, list[float]] = {name: [] for name in controllers}
         for e, spec in enumerate(specs):
             plan = route_faults([spec])
+            seed = episodes.seed + ROW_SEED_STRIDE * k + e
             for name, (controller, learning) in controllers.items():
-                result = task.run(controller, plan, seed + 1000 * k + e, steps, learning)
-                rows[name].append(after_onset(result, onset))
-        means = {name: float(np.mean(values)) for name, values in rows.items()}
+                result = task.run(controller, plan, seed, episodes.steps, learning)
+                rewards[name].append(after_onset(result, episodes.onset))
+            tick(row)
+        means = {name: float(np.mean(values)) for name, values in rewards.items()}
         blind, aware = means["teacher-blind"], means["teacher-aware"]
-        table[kind] = {
-            name: {
-                "reward_after_onset": value,
-                "closure": closure(value, blind, aware),
-            }
+        table[row] = {
+            name: {"reward_after_onset": value, "closure": closure(value, blind, aware)}
             for name, value in means.items()
         }
-        print(f"{kind}: {json.dumps(table[kind])}", file=sys.stderr)
     return table
 
 
@@ -149,43 +192,42 @@ def reboot(client: Any) -> None:
 def on_fresh_boards(
     board: BoardController,
     spec: str | None,
-    episodes: int,
-    steps: int,
-    onset: int,
-    seed: int,
     learning: bool,
-    task: TaskEnv | None = None,
+    episodes: Episodes,
+    task: TaskEnv,
+    tick: Callable[[], None],
 ) -> float:
     """Mean reward per step after onset, each episode on a freshly booted image: bit flips
     change weight memory (as on a chip), so without the reboot they would pile up across
     episodes and runs. Each episode draws its own faulty synapses, neurons or bits (fault seed
     ``seed + e``): the table is over chips, not one chip's draw."""
-    task = task or TaskEnv(ENV)
     rewards = []
-    for e in range(episodes):
+    onset, seed = episodes.onset, episodes.seed
+    for e in range(episodes.count):
         plan = route_faults([f"{spec.format(onset=onset)},seed={seed + e}"] if spec else [])
         reboot(board.client)
-        result = task.run(board, plan, seed + e, steps, learning, board_client=board.client)
+        result = task.run(
+            board, plan, seed + e, episodes.steps, learning, board_client=board.client
+        )
         rewards.append(result.rewards)
+        tick()
     return float(np.nanmean(np.concatenate(rewards)[:, onset:]))
 
 
 def board_table(
     board: BoardController,
-    episodes: int,
-    steps: int,
-    onset: int,
-    seed: int,
-    task: TaskEnv | None = None,
-    faults: dict[str, str] | None = None,
-):
+    faults: dict[str, str],
+    episodes: Episodes,
+    task: TaskEnv,
+    tick: Callable[[str], None],
+) -> dict[str, Any]:
     """Per learning setting, the reward after onset under each of ``faults`` (name -> spec with
-    an ``{onset}`` field; default ``BOARD_FAULTS``) and relative to the fault-free run."""
+    an ``{onset}`` field) and relative to the fault-free run."""
     table: dict[str, Any] = {}
     for learning in (True, False):
         row = {
-            name: on_fresh_boards(board, spec, episodes, steps, onset, seed, learning, task)
-            for name, spec in {"fault-free": None, **(faults or BOARD_FAULTS)}.items()
+            name: on_fresh_boards(board, spec, learning, episodes, task, partial(tick, name))
+            for name, spec in {"fault-free": None, **faults}.items()
         }
         base = row["fault-free"]
         # rewards are negative distances: relative return = fault-free / faulted
@@ -193,33 +235,13 @@ def board_table(
             name: {"reward_after_onset": value, "relative_return": base / value}
             for name, value in row.items()
         }
-        print(json.dumps(table), file=sys.stderr)
     return table
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The tables; bad input (a missing checkpoint, an unknown task) is one sentence, exit 2."""
-    from glocal.cli import EXIT_INTERRUPTED, interrupt_on_sigterm
-    from train.errors import TrainError
-
-    interrupt_on_sigterm()  # a kill unwinds, and the board process goes with it
-    try:
-        return evaluate_main(argv)
-    except (DeployError, TrainError) as error:
-        print(f"deploy.evaluate: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("deploy.evaluate: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-
-
-def chip_fault_specs(specs: list[str]) -> dict[str, str]:
+def chip_fault_specs(specs: Sequence[str]) -> dict[str, str]:
     """``--chip-faults`` as the board table's faults: each spec, checked now, names its row and
     gets the table's onset; a spec that sets its own onset or seed is refused (the table sets
     both, a seed per episode)."""
-    from firmware_sim.errors import FaultError
-    from firmware_sim.faults import parse_fault
-
     faults = {}
     for spec in specs:
         try:
@@ -236,8 +258,6 @@ def chip_fault_specs(specs: list[str]) -> dict[str, str]:
 
 def task_of(checkpoint_task: str, env: str | None) -> str:
     """The checkpoint's task, or ``env`` where the checkpoint names none; never both apart."""
-    from train.tasks import TASKS
-
     if env is not None and checkpoint_task in TASKS and env != checkpoint_task:
         raise DeployError(
             f"the checkpoint was trained on {checkpoint_task}, not {env}; drop --env or pass "
@@ -246,113 +266,100 @@ def task_of(checkpoint_task: str, env: str | None) -> str:
     return env or (checkpoint_task if checkpoint_task in TASKS else ENV)
 
 
-def evaluate_main(argv: list[str] | None = None) -> int:
-    from deploy.demo import shipped_checkpoint
-    from deploy.flash import connect, flash_and_boot
-    from deploy.pack import pack_checkpoint
-    from firmware_sim.process import BoardProcess
+def controllers_of(board: BoardController, packed: Packed) -> dict[str, tuple[Any, bool]]:
+    """The table's columns: name -> (controller, learning), all on the same episodes."""
+    torch_c = TorchController(packed.checkpoint.policy)
+    return {
+        "board on": (board, True),
+        "board off": (board, False),
+        "torch on": (torch_c, True),
+        "torch off": (torch_c, False),
+        "teacher-blind": (TeacherController(False), True),
+        "teacher-aware": (TeacherController(True), True),
+    }
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--checkpoint",
-        type=Path,
-        help="training checkpoint (folder or model.pt) of a spiking policy; default: the shipped "
-        "demo checkpoint",
-    )
-    parser.add_argument(
-        "--env",
-        help="task id when the checkpoint names none (train.tasks.TASKS: glocal/ArmReach-v0, "
-        "Reacher-v5); default: the checkpoint's task",
-    )
-    parser.add_argument(
-        "--episodes", type=int, default=100, help="seeded episodes per cell (default 100)"
-    )
-    parser.add_argument("--steps", type=int, default=300, help="control steps per episode")
-    parser.add_argument(
-        "--onset", type=int, default=100, help="control step at which every fault starts"
-    )
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="base seed; every episode's environment and fault seeds derive from it",
-    )
-    parser.add_argument(
-        "--out", type=Path, required=True, help="folder for closing_table.json and closing_table.md"
-    )
-    parser.add_argument(
-        "--parts",
-        nargs="+",
-        choices=("robot", "board"),
-        default=["robot", "board"],
-        help="which tables to make (default: both)",
-    )
-    parser.add_argument(
-        "--encoder-copies",
-        type=int,
-        default=1,
-        metavar="K",
-        help="spread each encoder synapse over K board synapses (deploy.mapping; default 1)",
-    )
-    parser.add_argument(
-        "--readout-copies",
-        type=int,
-        default=1,
-        metavar="R",
-        help="R readout neurons per action sharing its decoder weight (deploy.mapping; default 1)",
-    )
-    parser.add_argument(
-        "--chip-faults",
-        nargs="+",
-        metavar="SPEC",
-        help="board fault specs for the board part instead of the three standard ones, e.g. "
-        "board:dead-neuron:core=0,fraction=0.05 (firmware_sim.faults; onset is --onset)",
-    )
-    args = parser.parse_args(argv)
-    chip_faults = chip_fault_specs(args.chip_faults) if args.chip_faults else None
-    packed = pack_checkpoint(
-        args.checkpoint or shipped_checkpoint(),
-        "tianjic",
-        encoder_copies=args.encoder_copies,
-        readout_copies=args.readout_copies,
-    )
-    task = TaskEnv(task_of(packed.checkpoint.task, args.env))
-    args.out.mkdir(parents=True, exist_ok=True)
-    with BoardProcess("tianjic") as process:
+
+class Tally:
+    """Counts the table's finished episodes for a progress callback."""
+
+    def __init__(self, total: int, progress: Progress | None) -> None:
+        self.done, self.total, self.progress = 0, total, progress
+
+    def __call__(self, row: str) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total, row)
+
+
+@contextmanager
+def on_a_board(packed: Packed) -> Iterator[BoardController]:
+    """An emulated board on a pty with ``packed`` flashed and booted, as a controller; the
+    board process stops on the way out."""
+    with BoardProcess(PROFILE) as process:
         client, transport = connect(process.url)
-        flash_and_boot(client, packed.data, progress=False)
-        board = BoardController.for_image(client, packed.image.meta)
-        torch_c = TorchController(packed.checkpoint.policy)
-        controllers = {
-            "board on": (board, True),
-            "board off": (board, False),
-            "torch on": (torch_c, True),
-            "torch off": (torch_c, False),
-            "teacher-blind": (TeacherController(False), True),
-            "teacher-aware": (TeacherController(True), True),
-        }
-        robot = on_chip = None
-        if "robot" in args.parts:
-            robot = robot_table(controllers, args.episodes, args.steps, args.onset, args.seed, task)
-        if "board" in args.parts:
-            on_chip = board_table(
-                board, args.episodes, args.steps, args.onset, args.seed, task, chip_faults
-            )
-        transport.close()
-    result = {
+        try:
+            flash_and_boot(client, packed.data, progress=False)
+            yield BoardController.for_image(client, packed.image.meta)
+        finally:
+            transport.close()
+
+
+def closing_table(
+    checkpoint: str | Path | None = None,
+    env: str | None = None,
+    episodes: Episodes = Episodes(),
+    parts: Sequence[str] = PARTS,
+    robot_faults: Sequence[str] = (),
+    chip_faults: Sequence[str] = (),
+    encoder_copies: int = 1,
+    readout_copies: int = 1,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """The tables of ``parts`` for ``checkpoint`` (default: the shipped demo checkpoint) on an
+    emulated board. Every option is checked before the board starts. ``robot_faults``: rows of
+    the robot part instead of the held-out kinds; ``chip_faults``: the board part's faults
+    instead of ``BOARD_FAULTS``; the copies: see ``deploy.mapping``."""
+    check_episodes(episodes.count)
+    if robot_faults and "robot" not in parts:
+        raise DeployError("--fault gives rows of the robot part; add robot to --parts.")
+    rows = robot_fault_rows(robot_faults, episodes) if robot_faults else None
+    board_faults = chip_fault_specs(chip_faults) if chip_faults else BOARD_FAULTS
+    packed = pack_checkpoint(
+        checkpoint or shipped_checkpoint(),
+        PROFILE,
+        encoder_copies=encoder_copies,
+        readout_copies=readout_copies,
+    )
+    task = TaskEnv(task_of(packed.checkpoint.task, env))
+    rows = rows or held_out_rows(episodes, task.spec.bands)
+    board_episodes = 2 * (1 + len(board_faults)) * episodes.count
+    tick = Tally(
+        ("robot" in parts) * len(rows) * episodes.count + ("board" in parts) * board_episodes,
+        progress,
+    )
+    robot = on_chip = None
+    with on_a_board(packed) as board:
+        if "robot" in parts:
+            robot = robot_table(controllers_of(board, packed), rows, episodes, task, tick)
+        if "board" in parts:
+            on_chip = board_table(board, board_faults, episodes, task, tick)
+    return {
         "env": task.id,
-        "encoder_copies": args.encoder_copies,
-        "readout_copies": args.readout_copies,
-        "episodes": args.episodes,
-        "steps": args.steps,
-        "onset": args.onset,
+        "encoder_copies": encoder_copies,
+        "readout_copies": readout_copies,
+        "episodes": episodes.count,
+        "steps": episodes.steps,
+        "onset": episodes.onset,
         "robot": robot,
         "board": on_chip,
     }
-    (args.out / "closing_table.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "closing_table.md").write_text(format_tables(result))
-    print(json.dumps(result, indent=2))
-    return 0
+
+
+def write_tables(result: dict[str, Any], out: Path) -> None:
+    """closing_table.json and closing_table.md into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "closing_table.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "closing_table.md").write_text(format_tables(result))
 
 
 ROBOT_COLUMNS = ("board on", "board off", "torch on", "torch off", "teacher-blind", "teacher-aware")
@@ -391,7 +398,3 @@ def format_tables(result: dict[str, Any]) -> str:
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -21,6 +21,7 @@ from typing import IO, Any
 
 import numpy as np
 
+import robot_env
 from deploy.engines import Controller
 from deploy.errors import DeployError
 from deploy.faults import FaultPlan, link_active
@@ -87,99 +88,165 @@ def run(
     link: Any = None,
 ) -> RunResult:
     """Run ``episodes`` closed-loop episodes; see the module docstring."""
-    import robot_env
-
     check_episodes(episodes)
-    if plan.board and board_client is None:
-        raise DeployError("board faults need a board; run them with --port.")
-    if plan.link and link is None:
-        raise DeployError("link faults need a link to a board; run them with --port.")
+    check_plan(plan, board_client, link)
     label = label or f"{controller.name}-{'on' if learning else 'off'}"
-    kwargs: dict[str, Any] = {"render_mode": "rgb_array"} if frames_every else {}
-    if steps is not None:  # --steps beyond the registered limit (Reacher's 50) is honoured
-        kwargs["max_episode_steps"] = steps
-    env = robot_env.make(env_id, plan.robot, **kwargs)
+    env = make_run_env(env_id, plan, steps, frames_every)
     if hasattr(controller, "bind"):  # a controller that reads the env itself (a teacher)
         controller.bind(env)
     limit = env.spec.max_episode_steps if env.spec is not None else None
-    horizon = steps or int(limit or 400)
-    rewards = np.full((episodes, horizon), np.nan)
-    latency = np.full((episodes, horizon), np.nan)
-    onsets: list[int | None] = []
-    lost = np.zeros(episodes, np.int64)
-    counts: np.ndarray | None = None
-    trace_abs = np.full(horizon, np.nan) if probe else None
-    frames: list[np.ndarray] = []
+    loop = ClosedLoop(controller, env, plan, link, label, learning, telemetry, probe, frames_every)
+    record = Record(episodes, steps or int(limit or 400), probe)
     injected = []
     try:
         if board_client is not None:
             board_client.clear_fault()
             injected = [board_client.inject_fault(r)["fault_id"] for r in plan.board]
         for e in range(episodes):
-            obs, _ = env.reset(seed=seed + e)
-            onsets.append(plan.onset(env.onsets))
-            controller.set_learning(learning)
-            controller.reset()
-            link_state = [False] * len(plan.link)
-            held = np.zeros(env.action_space.shape, np.float32)
-            for t in range(horizon):
-                for i, record in enumerate(plan.link):
-                    on = link_active(record, t)
-                    if on != link_state[i]:
-                        link.apply_fault(record, on)
-                        link_state[i] = on
-                seen = obs
-                started = time.perf_counter()
-                try:
-                    action = controller.step(obs)
-                    latency[e, t] = (time.perf_counter() - started) * 1e3
-                except LinkTimeoutError:
-                    # the link lost this STEP after every retry: hold the last command, as
-                    # a motor driver does when its controller goes quiet (a NAK is no loss:
-                    # the board refused the request, and that ends the run with its sentence)
-                    lost[e] += 1
-                    action = held
-                held = action
-                executed = np.clip(action, env.action_space.low, env.action_space.high)
-                obs, reward, terminated, truncated, info = env.step(executed)
-                rewards[e, t] = reward
-                line: dict[str, Any] = {
-                    "run": label,
-                    "episode": e,
-                    "step": t,
-                    "reward": float(reward),
-                    "action": [round(float(a), 6) for a in action],
-                    "faults": [f["kind"] for f in info.get("faults", [])],
-                    "latency_ms": round(float(latency[e, t]), 4),
-                }
-                probed = None
-                if probe and e == 0:
-                    try:
-                        probed = controller.probe()
-                    except LinkTimeoutError:
-                        line["probe_lost"] = True
-                if probed is not None:
-                    trace_abs[t] = float(np.mean(np.abs(probed["trace"])))
-                    line["trace_abs_mean"] = trace_abs[t]
-                    if "counts" in probed:
-                        if counts is None:
-                            counts = np.zeros((horizon, probed["counts"].size), np.int64)
-                        counts[t] = probed["counts"]
-                        line["spikes"] = int(probed["counts"].sum())
-                if frames_every and e == 0 and t % frames_every == 0:
-                    frames.append(env.render())
-                if telemetry is not None:
-                    line["obs"] = [round(float(o), 6) for o in np.ravel(seen)]
-                    telemetry.write(json.dumps(line) + "\n")
-                if terminated or truncated:
-                    break
-            for i, record in enumerate(plan.link):
-                if link_state[i]:
-                    link.apply_fault(record, False)
+            loop.episode(e, seed + e, record)
     finally:
         if injected and board_client is not None:
             board_client.clear_fault()
         env.close()
-    return RunResult(
-        label, learning, rewards, onsets, latency, counts, trace_abs, frames, int(lost.sum())
-    )
+    return record.result(label, learning)
+
+
+def check_plan(plan: FaultPlan, board_client: Any, link: Any) -> None:
+    """Board and link faults need something to inject them into."""
+    if plan.board and board_client is None:
+        raise DeployError("board faults need a board; run them with --port.")
+    if plan.link and link is None:
+        raise DeployError("link faults need a link to a board; run them with --port.")
+
+
+def make_run_env(
+    env_id: str,
+    plan: FaultPlan,
+    steps: int | None,
+    frames_every: int,
+) -> Any:
+    """The run's env, built by robot_env's registry with the plan's robot faults attached."""
+    kwargs: dict[str, Any] = {"render_mode": "rgb_array"} if frames_every else {}
+    if steps is not None:  # --steps beyond the registered limit (Reacher's 50) is honoured
+        kwargs["max_episode_steps"] = steps
+    return robot_env.make(env_id, plan.robot, **kwargs)
+
+
+class Record:
+    """What a run measures, filled step by step: the arrays of :class:`RunResult`."""
+
+    def __init__(self, episodes: int, horizon: int, probe: bool) -> None:
+        self.horizon = horizon
+        self.rewards = np.full((episodes, horizon), np.nan)
+        self.latency = np.full((episodes, horizon), np.nan)
+        self.onsets: list[int | None] = []
+        self.lost = np.zeros(episodes, np.int64)
+        self.counts: np.ndarray | None = None
+        self.trace_abs = np.full(horizon, np.nan) if probe else None
+        self.frames: list[np.ndarray] = []
+
+    def add_probe(self, t: int, probed: dict[str, np.ndarray], line: dict[str, Any]) -> None:
+        """The first episode's hidden layer at step ``t``: mean |trace|, spike counts."""
+        self.trace_abs[t] = float(np.mean(np.abs(probed["trace"])))
+        line["trace_abs_mean"] = self.trace_abs[t]
+        if "counts" in probed:
+            if self.counts is None:
+                self.counts = np.zeros((self.horizon, probed["counts"].size), np.int64)
+            self.counts[t] = probed["counts"]
+            line["spikes"] = int(probed["counts"].sum())
+
+    def result(self, label: str, learning: bool) -> RunResult:
+        return RunResult(
+            label,
+            learning,
+            self.rewards,
+            self.onsets,
+            self.latency,
+            self.counts,
+            self.trace_abs,
+            self.frames,
+            int(self.lost.sum()),
+        )
+
+
+@dataclass
+class ClosedLoop:
+    """One controller on one env, episode by episode: link faults switched at their onset and
+    end, a lost STEP answered by holding the last action, telemetry per step."""
+
+    controller: Controller
+    env: Any
+    plan: FaultPlan
+    link: Any
+    label: str
+    learning: bool
+    telemetry: IO[str] | None
+    probe: bool
+    frames_every: int
+
+    def episode(self, e: int, seed: int, record: Record) -> None:
+        env = self.env
+        obs, _ = env.reset(seed=seed)
+        record.onsets.append(self.plan.onset(env.onsets))
+        self.controller.set_learning(self.learning)
+        self.controller.reset()
+        link_state = [False] * len(self.plan.link)
+        held = np.zeros(env.action_space.shape, np.float32)
+        for t in range(record.horizon):
+            self.switch_link_faults(t, link_state)
+            seen = obs
+            action = self.act(obs, held, e, t, record)
+            held = action
+            executed = np.clip(action, env.action_space.low, env.action_space.high)
+            obs, reward, terminated, truncated, info = env.step(executed)
+            record.rewards[e, t] = reward
+            line: dict[str, Any] = {
+                "run": self.label,
+                "episode": e,
+                "step": t,
+                "reward": float(reward),
+                "action": [round(float(a), 6) for a in action],
+                "faults": [f["kind"] for f in info.get("faults", [])],
+                "latency_ms": round(float(record.latency[e, t]), 4),
+            }
+            if self.probe and e == 0:
+                self.read_probe(t, record, line)
+            if self.frames_every and e == 0 and t % self.frames_every == 0:
+                record.frames.append(env.render())
+            if self.telemetry is not None:
+                line["obs"] = [round(float(o), 6) for o in np.ravel(seen)]
+                self.telemetry.write(json.dumps(line) + "\n")
+            if terminated or truncated:
+                break
+        for fault, on in zip(self.plan.link, link_state, strict=True):
+            if on:
+                self.link.apply_fault(fault, False)
+
+    def switch_link_faults(self, t: int, link_state: list[bool]) -> None:
+        for i, fault in enumerate(self.plan.link):
+            on = link_active(fault, t)
+            if on != link_state[i]:
+                self.link.apply_fault(fault, on)
+                link_state[i] = on
+
+    def act(self, obs: np.ndarray, held: np.ndarray, e: int, t: int, record: Record) -> Any:
+        started = time.perf_counter()
+        try:
+            action = self.controller.step(obs)
+        except LinkTimeoutError:
+            # the link lost this STEP after every retry: hold the last command, as a motor
+            # driver does when its controller goes quiet (a NAK is no loss: the board refused
+            # the request, and that ends the run with its sentence)
+            record.lost[e] += 1
+            return held
+        record.latency[e, t] = (time.perf_counter() - started) * 1e3
+        return action
+
+    def read_probe(self, t: int, record: Record, line: dict[str, Any]) -> None:
+        try:
+            probed = self.controller.probe()
+        except LinkTimeoutError:
+            line["probe_lost"] = True
+            return
+        if probed is not None:
+            record.add_probe(t, probed, line)

@@ -137,7 +137,3 @@ def describe(error: BaseException) -> str:
     if isinstance(error, OSError) and error.filename is not None:
         return f"{error.strerror or error}: {error.filename}"
     return str(error)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

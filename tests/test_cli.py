@@ -1,11 +1,13 @@
 """The front door: verbs compose, errors are one sentence, --json goes to stdout."""
 
+import ast
 import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -30,6 +32,8 @@ def test_no_command_prints_help_and_fails(capsys):
         ["train", "--model", "hp", "--out", "runs/x", "--bogus-flag", "1"],
         ["export-onnx", "model.pt", "--out", "m.onnx", "--bogus-flag", "1"],
         ["board", "--bogus-flag", "1"],
+        ["evaluate", "--episodes", "2", "--bogus-flag", "1"],
+        ["scenario", "few-shot", "--bogus-flag", "1"],
     ],
 )
 def test_an_unknown_argument_is_reported_against_its_verb(argv, capsys):
@@ -96,3 +100,30 @@ def test_sigterm_unwinds_and_stops_the_board_process(tmp_path):
     finally:  # never leak a board when the assertion fails
         with contextlib.suppress(ProcessLookupError):
             os.kill(board_pid, signal.SIGKILL)
+
+
+PRODUCT_PACKAGES = ("protocol", "firmware_sim", "robot_env", "train", "deploy", "glocal")
+# glocal/__main__.py is the one entry point; protocol/testing.py is a test board that tests and
+# benchmarks start as a process of its own (`python -m protocol.testing --port pty`)
+ENTRY_POINTS = {"glocal/__main__.py", "protocol/testing.py"}
+
+
+def is_main_block(node: ast.stmt) -> bool:
+    if not (isinstance(node, ast.If) and isinstance(node.test, ast.Compare)):
+        return False
+    sides = [node.test.left, *node.test.comparators]
+    names = {side.id for side in sides if isinstance(side, ast.Name)}
+    values = {side.value for side in sides if isinstance(side, ast.Constant)}
+    return names == {"__name__"} and values == {"__main__"}
+
+
+def test_every_user_action_is_a_verb_no_product_module_has_a_main_block():
+    root = Path(__file__).resolve().parents[1]
+    mains = [
+        path.relative_to(root).as_posix()
+        for package in PRODUCT_PACKAGES
+        for path in sorted((root / package).rglob("*.py"))
+        if any(is_main_block(node) for node in ast.parse(path.read_text()).body)
+    ]
+    assert set(mains) - ENTRY_POINTS == set()
+    assert is_main_block(ast.parse('if __name__ == "__main__":\n    main()').body[0])

@@ -23,7 +23,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -31,101 +31,20 @@ import numpy as np
 import torch
 
 from train.checkpoint import MODEL_FILE, RESUME_FILE, save_model, write_json
+from train.config import TrainConfig, model_config
 from train.errors import TrainError
-from train.fault_batch import TRAINED_KINDS, FaultBatch
-from train.models import (
-    SPIKING_KINDS,
-    ChipFaults,
-    ModelConfig,
-    Policy,
-    build_policy,
-    count_parameters,
-    detach_state,
-    matched_hidden,
-)
+from train.fault_batch import FaultBatch
+from train.models import ChipFaults, Policy, build_policy, count_parameters, detach_state
 from train.tasks import TASK_ID, TASKS, get_task
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """One training run; every field is in config.json."""
-
-    model: str = "hp"
-    task: str = TASK_ID
-    seed: int = 0
-    steps: int = 400  # optimiser updates (one per BPTT window)
-    batch: int = 32  # episodes stepped together per process
-    window: int = 20  # control steps per BPTT window
-    episode_steps: int = 300
-    onset: tuple[int, int] = (20, 150)
-    p_none: float = 0.15  # fraction of fault-free episodes
-    clean_steps: int = 0  # curriculum: the first updates see fault-free episodes only
-    trace_penalty: float = 0.0  # weight of mean (alpha*H)^2 while no fault acts (HP/LP)
-    stuck_synapses: float = 0.0  # on-chip faults in training: up to this fraction stuck at zero
-    dead_neurons: float = 0.0  # ... and up to this fraction of hidden neurons dead (HP/GP/LP)
-    lam_logit: float = 3.0  # initial logit of lambda (HP, LP): 3 ~ 0.95, 5 ~ 0.993 per tick
-    threads: int = 1  # torch intra-op threads per process (1: a busy 2-core box thrashes on 2)
-    kinds: tuple[str, ...] = TRAINED_KINDS
-    lr: float = 3e-3
-    loss: str = "l1"  # imitation loss: mse, or l1 (weighs the small steady-state errors more)
-    lr_final: float = 0.1  # cosine decay of the learning rate to this fraction of lr
-    n_hidden: int = 64  # spiking hidden width; LSTM/MLP widths are matched in parameter count
-    ticks: int = 8
-    beta_start: float = 0.5
-    quantized: bool = False
-    modulator: bool = False  # HP, LP: a hidden neuron gates the local rule (three-factor)
-    integral_shift: int = 0  # HP, GP, LP: > 0 adds a slow readout neuron per action (this shift)
-    init_from: str | None = None  # start from this checkpoint's weights (a second stage)
-    checkpoint_every: int = 50
-    validate_every: int = 100
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        task = get_task(self.task)
-        if self.steps < 1 or self.batch < 1 or self.window < 1:
-            raise TrainError("steps, batch and window must be positive.")
-        if self.loss not in ("mse", "l1"):
-            raise TrainError(f"loss must be mse or l1, not {self.loss!r}.")
-        if self.episode_steps % self.window:
-            raise TrainError("episode_steps must be a multiple of window.")
-        if self.trace_penalty > 0 and self.quantized:
-            raise TrainError("--trace-penalty reads the float trace; drop it or --quantized.")
-        if not self.kinds or set(self.kinds) - set(task.trained_kinds):
-            raise TrainError(f"kinds must be a subset of {', '.join(task.trained_kinds)}.")
-        if not 0.0 <= self.p_none <= 1.0 or self.trace_penalty < 0 or self.threads < 1:
-            raise TrainError("p_none must lie in [0, 1], trace_penalty >= 0 and threads >= 1.")
-        if not 0.0 <= self.beta_start <= 1.0:
-            raise TrainError("--beta-start is a share of steps in [0, 1].")
-        if not (0.0 <= self.stuck_synapses < 1.0 and 0.0 <= self.dead_neurons < 1.0):
-            raise TrainError("--stuck-synapses and --dead-neurons are fractions in [0, 1).")
-        if self.modulator and self.model not in ("hp", "lp"):
-            raise TrainError("--modulator gates the local rule; only hp and lp have one.")
-        if self.integral_shift and self.model not in SPIKING_KINDS:
-            raise TrainError("--integral-readout is a readout neuron; only hp, gp and lp have one.")
-        if (self.stuck_synapses or self.dead_neurons) and self.model not in SPIKING_KINDS:
-            raise TrainError("on-chip faults exist for the spiking models (hp, gp, lp) only.")
-        if self.model in SPIKING_KINDS:
-            model_config(self)  # the policy's own checks, before anything prints or is written
-
-
-def model_config(cfg: TrainConfig) -> ModelConfig:
-    """The policy's shape: spiking kinds at ``n_hidden``, LSTM/MLP matched to HP's parameters."""
-    task = TASKS[cfg.task]
-    n_obs, n_act = task.n_obs, task.n_act
-    base = ModelConfig(
-        cfg.model, n_obs, n_act, cfg.n_hidden, ticks=cfg.ticks, lam_logit=cfg.lam_logit
-    )
-    if cfg.model in SPIKING_KINDS:
-        return replace(
-            base,
-            quantized=cfg.quantized,
-            modulator=cfg.modulator,
-            integral_shift=cfg.integral_shift,
-        )
-    target = count_parameters(build_policy(replace(base, kind="hp")))
-    return replace(base, n_hidden=matched_hidden(cfg.model, n_obs, n_act, target))
+# Each process of a run draws its episodes from seed * ROLLOUT_SEED_STRIDE + rank: runs with
+# other seeds never share a stream as long as fewer processes than the stride train together.
+ROLLOUT_SEED_STRIDE = 1000
+# Validation scores every update of every run on the same episodes, so the val_return curves of
+# two runs (other seeds, other recipes) compare; studies' tables use their own seeds.
+VALIDATION_SEED = 12345
 
 
 def fit_scaling(policy: Policy, seed: int, task_id: str = TASK_ID) -> None:
@@ -342,7 +261,7 @@ def _train(
     optimiser = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr)
     history: dict[str, list] = {"step": [], "loss": [], "val_step": [], "val_return": []}
     start = 0
-    rollout = Rollout(cfg, policy, cfg.seed * 1000 + dist.rank, device)
+    rollout = Rollout(cfg, policy, cfg.seed * ROLLOUT_SEED_STRIDE + dist.rank, device)
     resume_path = out / RESUME_FILE
     if resume and resume_path.exists():
         saved = torch.load(resume_path, map_location=device, weights_only=False)
@@ -376,7 +295,9 @@ def _train(
         metrics = {"loss": history["loss"][-1], "beta": beta}
         if (step + 1) % cfg.validate_every == 0 or step + 1 == cfg.steps:
             history["val_step"].append(step + 1)
-            history["val_return"].append(validate(policy, 12345, device, task_id=cfg.task))
+            history["val_return"].append(
+                validate(policy, VALIDATION_SEED, device, task_id=cfg.task)
+            )
             metrics["val_return"] = history["val_return"][-1]
         if progress is not None and dist.main:
             progress(step + 1, cfg.steps, metrics)

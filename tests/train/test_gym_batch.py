@@ -123,15 +123,3 @@ def test_three_reacher_updates_write_a_checkpoint_that_names_the_task(tmp_path: 
     record = read_checkpoint(tmp_path)
     assert record["train"]["task"] == "Reacher-v5"
     assert record["network"]["w_hidden"].shape == (10 + 8, 8)
-
-
-def test_closure_table_on_reacher_scores_the_teachers_at_one_and_zero() -> None:
-    from train.evaluate import evaluate
-    from train.models import ModelConfig, build_policy
-
-    policy = build_policy(ModelConfig("mlp", 10, 2, 16))
-    table = evaluate({"mlp": policy}, episodes=2, kinds=("reversed-motor",), task_id="Reacher-v5")
-    rows = table["reversed-motor"]
-    assert rows["teacher_aware"]["closure_steps_50_200"] == pytest.approx(1.0)
-    assert rows["teacher_blind"]["closure_first_50"] == pytest.approx(0.0)
-    assert rows["mlp"]["steps_50_200"] < rows["teacher_aware"]["steps_50_200"]  # untrained

@@ -70,11 +70,25 @@ def test_cli_turns_bad_input_into_one_sentence(tmp_path: Path, capsys) -> None:
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == "glocal train: error: steps, batch and window must be positive."
-    assert main(["train", "--evaluate", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
+    assert main(["train", "--out", str(tmp_path), "--model", "snn"]) == 2
+    assert "model must be one of hp, gp, lp, lstm, mlp, not 'snn'." in capsys.readouterr().err
     assert main(["train", "--out", str(tmp_path), "--p-none", "1.5"]) == 2
     assert "p_none must lie in [0, 1]" in capsys.readouterr().err
     assert main(["train", "--out", str(tmp_path), "--kinds", "friction"]) == 2
     assert "kinds must be a subset of" in capsys.readouterr().err
+
+
+def test_train_options_are_the_config_fields_with_their_defaults() -> None:
+    from glocal.cli import build_parser
+    from train.cli import config_from
+
+    parser = build_parser()
+    assert config_from(parser.parse_args(["train", "--out", "x"])) == TrainConfig()
+    argv = ["train", "--out", "x", "--hidden", "16", "--integral-readout", "8", "--onset", "5"]
+    argv += ["40", "--kinds", "payload", "gain-loss", "--quantized", "--init-from", "a/b"]
+    cfg = config_from(parser.parse_args(argv))
+    assert (cfg.n_hidden, cfg.integral_shift, cfg.onset) == (16, 8, (5, 40))
+    assert (cfg.kinds, cfg.quantized, cfg.init_from) == (("payload", "gain-loss"), True, "a/b")
 
 
 def test_curriculum_starts_fault_free_and_the_trace_penalty_counts_only_calm_episodes() -> None:
@@ -239,30 +253,3 @@ def test_torchrun_two_processes_train_data_parallel(tmp_path: Path) -> None:
         runs[n] = json.loads((out / "metrics.json").read_text())["summary"]
     assert runs[1]["processes"] == 1 and runs[2]["processes"] == 2
     assert 0.3 < runs[2]["final_loss"] / runs[1]["final_loss"] < 3.0
-
-
-def test_closure_table_scores_the_teachers_at_one_and_zero() -> None:
-    from train.evaluate import evaluate, format_table
-    from train.models import ModelConfig, build_policy
-
-    policy = build_policy(ModelConfig("mlp", ArmReachBatch.n_obs, ArmReachBatch.n_act, 16))
-    table = evaluate({"mlp": policy}, episodes=3, kinds=("bias-torque",))
-    rows = table["bias-torque"]
-    assert rows["teacher_aware"]["closure_steps_50_200"] == pytest.approx(1.0)
-    assert rows["teacher_blind"]["closure_first_50"] == pytest.approx(0.0)
-    assert rows["mlp"]["steps_50_200"] < rows["teacher_aware"]["steps_50_200"]  # untrained
-    assert "| bias-torque | mlp |" in format_table(table)
-    trained = evaluate({"mlp": policy}, episodes=3, kinds=("bias-torque",), held_out=False)
-    blind = trained["bias-torque"]["teacher_blind"]["steps_50_200"]
-    assert blind != pytest.approx(rows["teacher_blind"]["steps_50_200"])  # other magnitudes
-
-
-def test_evaluate_gives_each_checkpoint_its_row_when_kinds_repeat(tmp_path: Path) -> None:
-    for name, seed in (("first", 0), ("second", 1)):
-        train(TrainConfig(model="mlp", steps=1, seed=seed, **TINY), tmp_path / name)
-    args = ["train", "--evaluate", str(tmp_path / "first"), str(tmp_path / "second")]
-    assert main([*args, "--episodes", "2", "--out", str(tmp_path / "table")]) == 0
-    table = json.loads((tmp_path / "table" / "closure.json").read_text())
-    assert {"mlp (first)", "mlp (second)"} <= set(table["bias-torque"])
-    twice = ["train", "--evaluate", str(tmp_path / "first"), str(tmp_path / "first")]
-    assert main([*twice, "--out", str(tmp_path / "table")]) == 2

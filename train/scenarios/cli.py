@@ -1,15 +1,13 @@
-"""Command-line pieces for ``glocal train --scenario few-shot|continual|fault-tolerant``.
+"""``glocal scenario few-shot|continual|fault-tolerant``: the seed paper's learning scenarios.
 
-``train/cli.py`` wires these in: :func:`add_scenario_arguments` adds the options to the
-``train`` parser, and ``train``'s handler calls :func:`run_scenario` when ``--scenario`` is
-given. Heavy modules are imported inside :func:`run_scenario`. Nothing here touches the board:
+``train/cli.py`` registers the verb with :func:`register_scenario`; its handler,
+:func:`run_scenario`, imports the heavy modules. Nothing here touches the board:
 ``glocal fewshot-board`` (``deploy.fewshot_board``) runs the saved few-shot models on it.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 from pathlib import Path
 
 from train.errors import TrainError
@@ -17,39 +15,46 @@ from train.errors import TrainError
 SCENARIOS = ("few-shot", "continual", "fault-tolerant")
 
 
-def add_scenario_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of the scenario runs (all optional; defaults fit a few CPU minutes per seed)."""
-    g = parser.add_argument_group("learning scenarios (seed paper)")
-    g.add_argument(
-        "--scenario",
-        choices=SCENARIOS,
-        default=None,
-        help="run one of the seed paper's scenarios instead of robot training",
+def register_scenario(
+    subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]
+) -> None:
+    """Add ``glocal scenario`` (every option is optional; defaults fit a few CPU minutes per
+    seed)."""
+    p = subparsers.add_parser(
+        "scenario",
+        parents=parents,
+        help="run one of the seed paper's learning scenarios (HP against GP and LP)",
+        description=(
+            "Run one of the seed paper's scenarios on real data, hybrid plasticity (HP) against "
+            "global-only (GP) and local-only (LP) learning on the same data and budget: few-shot "
+            "Omniglot, continual learning on permuted tasks, or fault tolerance. Writes the "
+            "JSON, a Markdown table, a PNG and the checkpoints into --out."
+        ),
     )
-    g.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: %(default)s)")
-    g.add_argument(
-        "--scenario-out",
-        default=None,
-        help="folder for the JSON, Markdown table, PNG and checkpoints "
-        "(default: --out where the parser has one, else scenario-results)",
+    p.add_argument("scenario", choices=SCENARIOS, help="which scenario")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: %(default)s)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("scenario-results"),
+        help="folder for the JSON, Markdown table, PNG and checkpoints (default: %(default)s)",
     )
-    g.add_argument(
+    p.add_argument(
         "--data-root",
         default=None,
         help="Omniglot folder (default: $GLOCAL_DATA/omniglot or ../shared/data/omniglot)",
     )
-    g.add_argument(
+    p.add_argument(
         "--iterations",
         type=int,
         default=None,
         help="few-shot meta-iterations (default 1200) or continual epochs per task",
     )
-    g.add_argument("--test-episodes", type=int, default=1000, help="few-shot test episodes per way")
-    g.add_argument("--ways", default="5,20", help="few-shot: N-way tests (default: %(default)s)")
-    g.add_argument("--tasks", type=int, default=10, help="continual: number of permuted tasks")
-    # where the parser has its own --threads (glocal train's), the scenario uses that one
-    with contextlib.suppress(argparse.ArgumentError):
-        g.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
+    p.add_argument("--test-episodes", type=int, default=1000, help="few-shot test episodes per way")
+    p.add_argument("--ways", default="5,20", help="few-shot: N-way tests (default: %(default)s)")
+    p.add_argument("--tasks", type=int, default=10, help="continual: number of permuted tasks")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
+    p.set_defaults(handler=run_scenario)
 
 
 def _ints(option: str, text: str, minimum: int) -> list[int]:
@@ -60,11 +65,6 @@ def _ints(option: str, text: str, minimum: int) -> list[int]:
     if not values or min(values) < minimum:
         raise TrainError(f"{option} needs integers of at least {minimum}, not {text!r}.")
     return values
-
-
-def output_folder(args: argparse.Namespace) -> Path:
-    """``--scenario-out``, else the ``--out`` of the parser it sits in, else scenario-results."""
-    return Path(args.scenario_out or getattr(args, "out", None) or "scenario-results")
 
 
 def run_scenario(args: argparse.Namespace) -> dict:
@@ -83,7 +83,7 @@ def run_scenario(args: argparse.Namespace) -> dict:
             raise TrainError(f"--{name.replace('_', '-')} must not be negative.")
     if args.iterations is not None and args.iterations < 1:
         raise TrainError("--iterations must be at least 1.")
-    out = output_folder(args)
+    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     runner.set_threads(args.threads)
     if args.scenario == "few-shot":

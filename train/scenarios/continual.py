@@ -46,9 +46,15 @@ class ContinualConfig:
     train_limit: int | None = None  # use only this many training digits (tests)
 
 
+# Streams derived from a run's seed, each its own, so that the task permutations, the masks and
+# the training draws (the seed itself) never share random numbers.
+PERMUTATION_SEED_OFFSET = 1000
+MASK_SEED_OFFSET = 7
+
+
 def task_masks(n_tasks: int, n_hidden: int, keep: float, seed: int) -> torch.Tensor:
     """(n_tasks, n_hidden) 0/1 masks, each keeping ``keep`` of the hidden neurons (seeded)."""
-    rng = np.random.default_rng(seed + 7)
+    rng = np.random.default_rng(seed + MASK_SEED_OFFSET)
     n_keep = max(1, int(round(keep * n_hidden)))
     masks = np.zeros((n_tasks, n_hidden), np.float32)
     for t in range(n_tasks):
@@ -95,7 +101,8 @@ def run_continual_seed(
     """Accuracy matrices ``acc[model][t][k]`` (after task t, on task k <= t) for every model."""
     x_tr, y_tr, x_te, y_te = (torch.from_numpy(a) for a in load_digits_split(seed=0))
     x_tr, y_tr = x_tr[: cfg.train_limit], y_tr[: cfg.train_limit]
-    perms = [torch.from_numpy(p) for p in permutations(cfg.n_tasks, mlp.n_in, seed=1000 + seed)]
+    perm_seed = seed + PERMUTATION_SEED_OFFSET
+    perms = [torch.from_numpy(p) for p in permutations(cfg.n_tasks, mlp.n_in, seed=perm_seed)]
     masks = task_masks(cfg.n_tasks, mlp.n_hidden, cfg.mask_keep, seed)
     out: dict = {"seed": seed, "config": asdict(cfg), "acc": {}}
     for model in models:

@@ -44,6 +44,9 @@ from train.snn import LayerParams, LayerState, Numerics, PlasticParams, init_lay
 log = logging.getLogger(__name__)
 
 FLOAT = Numerics()  # train.snn's float numerics (the board's are train.quant.BoardNumerics)
+# Test episodes draw from seed + TEST_SEED_OFFSET, never a training episode's stream (the seed
+# itself); the board's few-shot table uses its own (deploy.fewshot_board.EPISODE_SEED_OFFSET).
+TEST_SEED_OFFSET = 10_000
 
 
 @dataclass(frozen=True)
@@ -383,7 +386,7 @@ def run_fewshot_seed(
     for name, fn in fns.items():
         out["models"][name] = {
             f"{n}-way": evaluate(
-                fn, test_chars, n, 1, cfg.test_episodes, cfg.eval_batch, 10_000 + seed
+                fn, test_chars, n, 1, cfg.test_episodes, cfg.eval_batch, TEST_SEED_OFFSET + seed
             )
             for n in ways
         }

@@ -6,14 +6,15 @@ import json
 import pytest
 import torch
 
+from glocal import cli
 from train.errors import TrainError
-from train.scenarios.cli import add_scenario_arguments, output_folder, run_scenario
+from train.scenarios.cli import register_scenario, run_scenario
 
 
 def _args(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    add_scenario_arguments(parser)
-    return parser.parse_args(list(argv))
+    register_scenario(parser.add_subparsers(), parents=[])
+    return parser.parse_args(["scenario", *argv])
 
 
 @pytest.mark.parametrize(
@@ -27,16 +28,15 @@ def _args(*argv: str) -> argparse.Namespace:
     ],
 )
 def test_bad_options_are_one_sentence(tmp_path, argv, message):
-    args = _args("--scenario", "few-shot", "--scenario-out", str(tmp_path), *argv)
+    args = _args("few-shot", "--out", str(tmp_path), *argv)
     with pytest.raises(TrainError, match=message):
         run_scenario(args)
 
 
 def test_missing_omniglot_is_a_clear_error(tmp_path):
     args = _args(
-        "--scenario",
         "few-shot",
-        "--scenario-out",
+        "--out",
         str(tmp_path / "o"),
         "--data-root",
         str(tmp_path / "none"),
@@ -48,11 +48,10 @@ def test_missing_omniglot_is_a_clear_error(tmp_path):
 def test_tiny_few_shot_run_writes_its_report_and_the_hp_checkpoint(tmp_path, omniglot_dir):
     out = tmp_path / "out"
     args = _args(
-        "--scenario",
         "few-shot",
         "--seeds",
         "0",
-        "--scenario-out",
+        "--out",
         str(out),
         "--data-root",
         str(omniglot_dir),
@@ -75,37 +74,32 @@ def test_tiny_few_shot_run_writes_its_report_and_the_hp_checkpoint(tmp_path, omn
     assert checkpoint["extractor"] and checkpoint["rule"]
 
 
-def test_board_episodes_is_no_longer_a_train_option():
+def test_board_episodes_is_no_scenario_option():
     with pytest.raises(SystemExit):
-        _args("--scenario", "few-shot", "--board-episodes", "2")
+        _args("few-shot", "--board-episodes", "2")
 
 
-def test_scenario_options_fit_beside_the_robot_training_options(tmp_path):
-    """train's parser has --out (required), --seed and --episodes: no clash, --out is used."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--episodes", type=int, default=100)
-    add_scenario_arguments(parser)
-    args = parser.parse_args(
-        ["--out", str(tmp_path / "o"), "--scenario", "few-shot", "--seed", "3", "--seeds", "x"]
-    )
-    assert args.seed == 3 and args.episodes == 100 and args.scenario_out is None
-    assert output_folder(args) == tmp_path / "o"
-    with pytest.raises(TrainError, match="--seeds"):
-        run_scenario(args)
-
-
-def test_glocal_train_runs_a_scenario_into_out_or_scenario_out(tmp_path, omniglot_dir):
-    """Wired into ``glocal train``: its --out is the folder unless --scenario-out is given."""
-    from glocal import cli
-
+def test_glocal_scenario_runs_into_out(tmp_path, omniglot_dir, capsys):
     tiny = ["--seeds", "0", "--data-root", str(omniglot_dir), "--iterations", "1"]
     tiny += ["--test-episodes", "1", "--ways", "2", "--threads", "1"]
     out = tmp_path / "out"
-    assert cli.main(["train", "--scenario", "few-shot", "--out", str(out), *tiny]) == 0
+    assert cli.main(["scenario", "few-shot", "--out", str(out), "--json", *tiny]) == 0
     assert (out / "fewshot.json").exists() and (out / "fewshot-hp-seed0.pt").exists()
-    other = tmp_path / "other"
-    argv = ["train", "--scenario", "few-shot", "--out", str(out / "x"), "--scenario-out"]
-    assert cli.main([*argv, str(other), *tiny]) == 0
-    assert (other / "fewshot.json").exists() and not (out / "x").exists()
+    assert set(json.loads(capsys.readouterr().out)["summary"]) == {"HP", "GP", "LP"}
+
+
+def test_glocal_scenario_help_names_the_scenarios(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["scenario", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: glocal scenario ")
+    assert "{few-shot,continual,fault-tolerant}" in out and "--seeds" in out
+
+
+def test_train_no_longer_runs_scenarios_or_tables(tmp_path, capsys):
+    for option in (["--scenario", "few-shot"], ["--evaluate", str(tmp_path)]):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["train", "--out", str(tmp_path), *option])
+        assert exit_info.value.code == cli.EXIT_USAGE
+        assert "unrecognized arguments" in capsys.readouterr().err

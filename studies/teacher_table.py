@@ -1,12 +1,15 @@
 """The teacher table: return with and without fault knowledge under each robot fault kind.
 
-``python -m robot_env.evaluate [--episodes 50] [--env glocal/ArmReach-v0 ...]`` prints a markdown
-table per task (mean and standard error over seeded episodes 0..N-1) and marks the kinds that are
-no test of adaptation: where the gap between the fault-aware and the fault-blind teacher is
-within noise (twice the standard error of the paired per-episode gap) or too small to matter
-(under 5 % of the healthy return), or where even the fault-aware teacher recovers less than half
-of what the fault costs the blind one. Sensor noise and dropout are marked "partly": the aware
-teacher reads the clean state, which no controller can recover from the observations alone.
+    python -m studies.teacher_table [--episodes 50] [--env glocal/ArmReach-v0 ...] [--out DIR]
+
+prints a markdown table per task on stderr (mean and standard error over seeded episodes 0..N-1;
+with ``--out``, also teacher_table.md and the rows as teacher_table.json) and marks the kinds
+that are no test of adaptation: where the gap between the fault-aware and the fault-blind
+teacher is within noise (twice the standard error of the paired per-episode gap) or too small to
+matter (under 5 % of the healthy return), or where even the fault-aware teacher recovers less
+than half of what the fault costs the blind one. Sensor noise and dropout are marked "partly":
+the aware teacher reads the clean state, which no controller can recover from the observations
+alone.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -122,19 +126,24 @@ def markdown(env_id: str, rows: list[dict[str, Any]], episodes: int) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="studies.teacher_table", description=__doc__)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--env", action="append", default=None, help="task id (repeatable)")
-    parser.add_argument("--json", help="also write the rows to this JSON file")
     parser.add_argument("--kind", action="append", help="only these fault kinds (repeatable)")
+    parser.add_argument(
+        "--out", type=Path, help="folder for teacher_table.md and teacher_table.json (the rows)"
+    )
     args = parser.parse_args(argv)
-    tables = {}
+    tables, texts = {}, []
     for env_id in args.env or list(TABLE_ONSETS):
         tables[env_id] = teacher_table(env_id, args.episodes, args.kind)
-        print(markdown(env_id, tables[env_id], args.episodes) + "\n")
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump(tables, out, indent=2)
+        texts.append(markdown(env_id, tables[env_id], args.episodes) + "\n")
+        print(texts[-1], file=sys.stderr)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "teacher_table.md").write_text("\n".join(texts))
+        (args.out / "teacher_table.json").write_text(json.dumps(tables, indent=2) + "\n")
     return 0
 
 

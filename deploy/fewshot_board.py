@@ -34,6 +34,7 @@ from deploy.errors import DeployError
 from firmware_sim.engine import Engine
 from firmware_sim.image import Decoder, Encoder, Layer, build_image
 from firmware_sim.profiles import get_profile
+from protocol.numeric import ENC_GAIN_ONE
 from train.quant import BoardNumerics, layer_scales, layer_tables, quantise_layer
 from train.scenarios.common import mean_ci95
 from train.scenarios.data import CharacterSet, load_omniglot, sample_episodes, split_characters
@@ -47,7 +48,6 @@ from train.scenarios.fewshot import (
 from train.snn import LayerParams
 
 REST_TICKS = 32
-ENC_GAIN_ONE = 256  # Q7.8
 
 
 @dataclass(frozen=True)

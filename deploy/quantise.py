@@ -23,12 +23,21 @@ from typing import Any
 import numpy as np
 
 from deploy.errors import DeployError
+from protocol.numeric import (
+    ACC_BITS,
+    ALPHA_ONE,
+    BETA_ONE,
+    DEC_BIAS_MAX,
+    ENC_GAIN_ONE,
+    FINE_PER_WEIGHT_LSB,
+    INPUT_MIN,
+    PARAM_MAX,
+    V_MAX,
+    W_EFF_MIN,
+    WEIGHT_MAX,
+)
 
-INT16_MAX = 32767
-INT32_MAX = 2**31 - 1
 MAX_DEC_SHIFT = 62  # keeps float64(acc) * 2**-shift far from denormals
-ACC_BITS = 32
-W_EFF_MAX = 2**15
 
 
 @dataclass(frozen=True)
@@ -99,7 +108,9 @@ def decoder_fixed_point(gain: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray,
     largest = np.abs(gain).reshape(-1, len(bias)).max(axis=0)
 
     def fits(g: float, b: float, shift: int) -> bool:
-        return abs(round(g * 2.0**shift)) <= INT16_MAX and abs(round(b * 2.0**shift)) <= INT32_MAX
+        return (
+            abs(round(g * 2.0**shift)) <= PARAM_MAX and abs(round(b * 2.0**shift)) <= DEC_BIAS_MAX
+        )
 
     shifts = np.array(
         [
@@ -203,28 +214,33 @@ def _report(config, float_net, board, hidden, readout, dec_gain, dec_bias) -> di
             "fine_per_unit": k,
             "axons": int(w.shape[0]),
             "neurons": int(w.shape[1]),
-            "weights": _rounding(w / (s * row_scale[:, None]), 127),
+            "weights": _rounding(w / (s * row_scale[:, None]), WEIGHT_MAX),
         }
         if layer.spiking:
-            entry["theta"] = _rounding(layer.theta.detach().double().numpy() * k, 2**23 - 1)
+            entry["theta"] = _rounding(layer.theta.detach().double().numpy() * k, V_MAX)
         rule = layer.plastic
         if rule is not None:
             c_h = scales.trace_per_unit
             entry["alpha"] = _rounding(
-                np.array([float(rule.alpha.detach()) * 65536 / (s * c_h)]), INT16_MAX
+                np.array(
+                    [float(rule.alpha.detach()) * ALPHA_ONE * FINE_PER_WEIGHT_LSB / (s * c_h)]
+                ),
+                PARAM_MAX,
             )
             entry["eta"] = _rounding(
-                rule.eta_pre.detach().double().numpy() * c_h / row_scale**2, INT16_MAX
+                rule.eta_pre.detach().double().numpy() * c_h / row_scale**2, PARAM_MAX
             )
-            entry["beta"] = _rounding(rule.beta_post.detach().double().numpy() * 256, INT16_MAX)
+            entry["beta"] = _rounding(
+                rule.beta_post.detach().double().numpy() * BETA_ONE, PARAM_MAX
+            )
             entry["lambda"] = {"float": float(rule.lam.detach()), "q16": int(tables["lam"][0])}
             entry["h_max"] = int(tables["h_max"][0])
         # Worst case of one tick's sum: every axon at its largest input through the largest
-        # effective weight (|w_eff| < 2^15 by saturation); encoder inputs are int8.
-        x_max = np.where(row_scale > 1, 128.0, 1.0)
-        w_eff = np.abs(tables["weights"].astype(np.float64)) * 256
+        # effective weight (|w_eff| <= 2^15 by saturation); encoder inputs are int8.
+        x_max = np.where(row_scale > 1, float(-INPUT_MIN), 1.0)
+        w_eff = np.abs(tables["weights"].astype(np.float64)) * FINE_PER_WEIGHT_LSB
         if rule is not None:
-            w_eff = np.full_like(w_eff, W_EFF_MAX)
+            w_eff = np.full_like(w_eff, float(-W_EFF_MIN))
         worst = float(np.max(x_max @ w_eff))
         entry["acc_bits"] = int(math.ceil(math.log2(worst + 1))) + 1
         if entry["acc_bits"] > ACC_BITS:
@@ -235,13 +251,10 @@ def _report(config, float_net, board, hidden, readout, dec_gain, dec_bias) -> di
                     f"{name}.{table}: {stats['clipped']} values clipped to the board's range."
                 )
         layers[name] = entry
+    per_unit = config.input_scale * ENC_GAIN_ONE  # Q7.8 board input units per obs unit
     encoder = {
-        "gain": _rounding(
-            float_net.enc_gain.detach().double().numpy() * config.input_scale * 256, INT16_MAX
-        ),
-        "bias": _rounding(
-            float_net.enc_bias.detach().double().numpy() * config.input_scale * 256, INT16_MAX
-        ),
+        table: _rounding(values.detach().double().numpy() * per_unit, PARAM_MAX)
+        for table, values in (("gain", float_net.enc_gain), ("bias", float_net.enc_bias))
     }
     for table, stats in encoder.items():
         if stats["clipped"]:

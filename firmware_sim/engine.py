@@ -7,7 +7,7 @@ The tick itself is one compiled kernel (``firmware_sim.kernels.run_tick``) that 
 have no source, so they are never active, and padding neurons never change. This class loads the
 image into the kernel's tables, keeps the state, the faults and the counters, and encodes/decodes.
 
-State is explicit (``EngineState``); widths come from ``firmware_sim.spec`` only.
+State is the engine's own arrays (``reset`` makes them); widths come from ``protocol.numeric`` only.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from firmware_sim.faults import (
 from firmware_sim.image import BoardImage
 from firmware_sim.profiles import Profile, get_profile
 from firmware_sim.rules import check
+from protocol import numeric
 
 NO_STUCK = (np.zeros((1, 1), bool), np.zeros((1, 1), np.int32))
 """Stand-ins for the stuck-synapse masks while no such fault is active (the kernel skips them)."""
@@ -91,17 +92,17 @@ class Engine:
         self.dec_scale = np.ldexp(1.0, -board["dec_shift"].astype(np.int64))
 
         self.weights = np.zeros((C * A, N), np.int8)
-        self.theta = np.full((C, N), spec.V_MAX + 1, np.int64)  # padding: never read
+        self.theta = np.full((C, N), numeric.V_MAX + 1, np.int64)  # padding: never read
         self.decay_shift = np.zeros((C, N), np.int64)
         beta = np.zeros((C, N), np.int64)
-        f_table = np.zeros((C, spec.F_TABLE_SIZE), np.int64)
-        self.lam_pow = np.zeros((C, spec.AGE_MAX + 1), np.int64)
+        f_table = np.zeros((C, numeric.F_TABLE_SIZE), np.int64)
+        self.lam_pow = np.zeros((C, numeric.AGE_MAX + 1), np.int64)
         self.core_alpha = np.zeros(C, np.int64)
         self.row_eta = np.zeros(C * A, np.int64)
         self.row_h_max = np.zeros(C * A, np.int64)
         self.row_core = np.repeat(np.arange(C), A)
         self.mod_neuron = np.full(C, -1, np.int64)  # flat index into (C * N), -1: none
-        self.mod_levels = np.full((C, 2), spec.MOD_ONE, np.int64)
+        self.mod_levels = np.full((C, 2), numeric.MOD_ONE, np.int64)
         self.n_neurons_of = np.zeros(C, np.int64)
         self.n_axons_of = np.zeros(C, np.int64)
         enc_rows, enc_src, enc_gain, enc_bias = [], [], [], []
@@ -116,7 +117,7 @@ class Engine:
             self.decay_shift[p, :n] = core["decay_shift"]
             beta[p, :n] = core["beta"]
             f_table[p] = core["f_table"]
-            self.lam_pow[p] = spec.lambda_powers(int(core["lam"][0]))
+            self.lam_pow[p] = spec.lambda_table(int(core["lam"][0]))
             self.core_alpha[p] = int(core["alpha"][0])
             self.row_eta[rows] = core["eta"]
             self.row_h_max[rows] = int(core["h_max"][0])
@@ -137,13 +138,13 @@ class Engine:
             dst_pos = np.array([position[int(c)] for c in core["route_dst_core"]], np.int64)
             route_dst.append(dst_pos * A + core["route_dst_axon"].astype(np.int64))
         # post is 0 or 1, so f(post - beta) is one of two (cores, neurons) tables
-        d = (np.arange(2)[:, None, None] << spec.BETA_FRAC) - beta
-        d = np.clip(d, spec.F_INDEX_MIN, spec.F_INDEX_MAX) - spec.F_INDEX_MIN
+        d = (np.arange(2)[:, None, None] << numeric.BETA_FRAC) - beta
+        d = np.clip(d, numeric.F_INDEX_MIN, numeric.F_INDEX_MAX) - numeric.F_INDEX_MIN
         self.f_post = f_table[np.arange(C)[None, :, None], d]
         self.enc_rows = np.concatenate(enc_rows).astype(np.int64)
         self.enc_src = np.concatenate(enc_src).astype(np.int64)
         self.enc_gain = np.concatenate(enc_gain).astype(np.int64)
-        self.enc_bias = np.concatenate(enc_bias).astype(np.int64) << spec.OBS_FRAC
+        self.enc_bias = np.concatenate(enc_bias).astype(np.int64) << numeric.OBS_FRAC
         self.dec_flat = np.concatenate(dec_flat).astype(np.int64)
         self.dec_dst = np.concatenate(dec_dst).astype(np.int64)
         self.dec_w = np.concatenate(dec_w).astype(np.int64)
@@ -208,9 +209,11 @@ class Engine:
 
     def read_traces(self) -> dict[int, np.ndarray]:
         """Traces per core as of the current tick (lazy decay applied to a copy: no side effect)."""
-        age = np.minimum(self.t_plastic - self.last, spec.AGE_MAX)
+        age = np.minimum(self.t_plastic - self.last, numeric.AGE_MAX)
         scaled = self.traces.astype(np.int64) * self.lam_pow[self.row_core, age][:, None]
-        current = (scaled >> spec.LAMBDA_FRAC).reshape(self.n_cores, self.n_axons, self.n_neurons)
+        current = (scaled >> numeric.LAMBDA_FRAC).reshape(
+            self.n_cores, self.n_axons, self.n_neurons
+        )
         return {
             core_id: current[p, : self.n_axons_of[p], : self.n_neurons_of[p]].astype(np.int16)
             for p, core_id in enumerate(self.core_ids)
@@ -247,15 +250,15 @@ class Engine:
             )
         if not np.all(np.isfinite(obs)):
             raise BoardError("an observation holds NaN or infinity; send finite values.")
-        obs_q = spec.saturate(np.floor(np.ldexp(obs, spec.OBS_FRAC)), spec.OBS_BITS).astype(
+        obs_q = spec.saturate(np.floor(np.ldexp(obs, numeric.OBS_FRAC)), numeric.OBS_BITS).astype(
             np.int64
         )
         acc = self.enc_gain * obs_q[self.enc_src] + self.enc_bias
-        return spec.saturate(acc >> spec.ENC_SHIFT, spec.INPUT_BITS)
+        return spec.saturate(acc >> numeric.ENC_SHIFT, numeric.INPUT_BITS)
 
     def decode(self) -> np.ndarray:
         """Actions (float32) from this step's spike counts or the final membranes."""
-        flat = self.counts if self.dec_mode == spec.DEC_COUNTS else self.v_mem.ravel()
+        flat = self.counts if self.dec_mode == numeric.DEC_COUNTS else self.v_mem.ravel()
         acc = self.dec_bias.copy()
         np.add.at(acc, self.dec_dst, self.dec_w * flat[self.dec_flat])
         return (acc.astype(np.float64) * self.dec_scale).astype(np.float32)
@@ -363,9 +366,9 @@ class Engine:
                 if fault.kind == "stuck-zero"
                 else fault.params.get("fraction", 0.01)
             )
-            value = 0 if fault.kind == "stuck-zero" else int(fault.magnitude) << spec.TRACE_FRAC
+            value = 0 if fault.kind == "stuck-zero" else int(fault.magnitude) << numeric.TRACE_FRAC
             mask = real & (rng.random(real.shape) < fraction)
-            return {"stuck": mask, "value": np.int32(spec.saturate(value, spec.W_EFF_BITS))}
+            return {"stuck": mask, "value": np.int32(spec.saturate(value, numeric.W_EFF_BITS))}
         if fault.kind in NEURON_KINDS:
             real = (np.arange(self.n_neurons)[None, :] < self.n_neurons_of[:, None]) & cores[
                 :, None
@@ -434,7 +437,7 @@ class Engine:
         for fault, rng, masks in zip(self.faults, self._fault_rngs, self._fault_masks, strict=True):
             if fault.kind not in FLIP_KINDS or not fault.active(self.steps):
                 continue
-            bits = spec.WEIGHT_BITS if fault.kind == "weight-flip" else spec.TRACE_BITS
+            bits = numeric.WEIGHT_BITS if fault.kind == "weight-flip" else numeric.TRACE_BITS
             cells = np.flatnonzero(self._real_synapses(masks["cores"]))
             flips = rng.binomial(cells.size * bits, fault.magnitude)
             if flips == 0:

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import torch
 
+from protocol.numeric import lambda_powers
 from train.models import ChipFaults, ModelConfig, build_policy
-from train.quant import BoardNumerics, lambda_powers, layer_tables
+from train.quant import BoardNumerics, layer_tables
 from train.snn import init_net_state, net_step
 
 

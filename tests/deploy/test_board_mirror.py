@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,7 +22,6 @@ from deploy.mapping import map_network
 from deploy.quantise import Checkpoint, load_checkpoint, quantise
 from firmware_sim.engine import Engine
 from firmware_sim.faults import Fault
-from firmware_sim.image import BoardImage
 from firmware_sim.profiles import Profile
 from protocol.numeric import AGE_MAX, LAMBDA_FRAC, lambda_powers
 from tests.deploy.conftest import observations, train_small
@@ -44,7 +44,7 @@ def modulated(tmp_path_factory) -> Checkpoint:
     return checkpoint
 
 
-def layer_spans(image: BoardImage) -> dict[str, list[Span]]:
+def layer_spans(image: Any) -> dict[str, list[Span]]:
     """Which cores hold which neurons of each layer (the mapper lays a layer out in order)."""
     hidden = set(image.meta["hidden_cores"])
     spans: dict[str, list[Span]] = {"hidden": [], "readout": []}

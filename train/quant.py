@@ -45,6 +45,7 @@ from protocol.numeric import (
     BETA_ONE,
     ENC_GAIN_ONE,
     ENC_SHIFT,
+    F_INDEX_MAX,
     F_INDEX_MIN,
     FINE_PER_WEIGHT_LSB,
     INPUT_MAX,
@@ -92,7 +93,7 @@ def lambda_table(lam_q: int, dtype: torch.dtype, device: torch.device) -> torch.
 
 def clip_linear_f_table() -> np.ndarray:
     """``f(u) = clip(u, -1, 1)`` as the board's Q7.8 lookup table over ``d = -512..511``."""
-    d = np.arange(F_INDEX_MIN, -F_INDEX_MIN)
+    d = np.arange(F_INDEX_MIN, F_INDEX_MAX + 1)
     return np.clip(d, -BETA_ONE, BETA_ONE).astype(np.int16)
 
 

@@ -1,9 +1,10 @@
 """Quantise: a trained checkpoint to the board's integer tables, and what the rounding costs.
 
-The scales are train's (``train.quant``), so the board runs the network that quantisation-aware
-training saw: per layer one float weight per int8 LSB ``s = max|W / r_i| / 127`` (``r_i`` the
-input scale of encoder rows, 1 on spike rows), which by construction never clips a weight;
-thresholds, the plastic rule (alpha, lambda, eta, beta, h_max) and the encoder follow from ``s``.
+The scales and the formulas are train's (``train.quant.layer_units``), so the board runs the
+network that quantisation-aware training saw: per layer one float weight per int8 LSB
+``s = max|W / r_i| / 127`` (``r_i`` the input scale of encoder rows, 1 on spike rows), which by
+construction never clips a weight; thresholds, the plastic rule (alpha, lambda, eta, beta, h_max)
+and the encoder follow from ``s``.
 What is left to deploy is the decoder: the readout's float gain per action becomes an int16
 weight with the largest shift that keeps the weight and the int32 bias in range.
 
@@ -16,7 +17,7 @@ listed under ``warnings`` in one sentence each.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,7 @@ import numpy as np
 from deploy.errors import DeployError
 from protocol.numeric import (
     ACC_BITS,
-    ALPHA_ONE,
-    BETA_ONE,
     DEC_BIAS_MAX,
-    ENC_GAIN_ONE,
     FINE_PER_WEIGHT_LSB,
     INPUT_MIN,
     PARAM_MAX,
@@ -153,7 +151,7 @@ def quantise(checkpoint: Checkpoint) -> QuantisedNetwork:
         "readout.fine_per_unit": board.readout.fine_per_unit,
         "input_scale": float(config.input_scale),
     }
-    report = _report(config, float_net, board, hidden, readout, dec_gain, dec_bias_f)
+    report = _report(config, float_net, board, hidden, readout)
     report["decoder"] = {
         "shift": dec_shift.tolist(),
         "max_relative_error": float(
@@ -198,46 +196,59 @@ def _rounding(ideal: np.ndarray, limit: float) -> dict[str, float | int]:
     }
 
 
-def _report(config, float_net, board, hidden, readout, dec_gain, dec_bias) -> dict[str, Any]:
+TABLE_MAX = {
+    "weights": WEIGHT_MAX,
+    "theta": V_MAX,
+    "alpha": PARAM_MAX,
+    "eta": PARAM_MAX,
+    "beta": PARAM_MAX,
+}
+"""The largest board value of each table that ``train.quant.layer_units`` gives."""
+
+
+def _in_float64(layer: Any) -> Any:
+    """``layer`` (train.snn.LayerParams) with the tensors the report reads in float64, so that
+    the report measures rounding, not float32 arithmetic."""
+    rule = layer.plastic
+    if rule is not None:
+        rule = replace(
+            rule,
+            alpha=rule.alpha.detach().double(),
+            eta_pre=rule.eta_pre.detach().double(),
+            beta_post=rule.beta_post.detach().double(),
+        )
+    return replace(
+        layer, w=layer.w.detach().double(), theta=layer.theta.detach().double(), plastic=rule
+    )
+
+
+def _report(config, float_net, board, hidden, readout) -> dict[str, Any]:
     """Rounding error and range use of every table (see the module docstring)."""
-    rows = board.hidden.row_scale.detach().double().numpy()
+    from train.quant import encoder_units, layer_units
+
     warnings: list[str] = []
     layers: dict[str, Any] = {}
-    for name, layer, scales, tables, row_scale in (
-        ("hidden", float_net.hidden, board.hidden, hidden, rows),
-        ("readout", float_net.readout, board.readout, readout, np.ones(config.n_hidden)),
+    for name, layer, scales, tables in (
+        ("hidden", float_net.hidden, board.hidden, hidden),
+        ("readout", float_net.readout, board.readout, readout),
     ):
-        w = layer.w.detach().double().numpy()
-        s, k = scales.weight_lsb, scales.fine_per_unit
+        scales = replace(scales, row_scale=scales.row_scale.detach().double())
+        units = layer_units(_in_float64(layer), scales)
         entry: dict[str, Any] = {
-            "weight_lsb": s,
-            "fine_per_unit": k,
-            "axons": int(w.shape[0]),
-            "neurons": int(w.shape[1]),
-            "weights": _rounding(w / (s * row_scale[:, None]), WEIGHT_MAX),
+            "weight_lsb": scales.weight_lsb,
+            "fine_per_unit": scales.fine_per_unit,
+            "axons": int(layer.w.shape[0]),
+            "neurons": int(layer.w.shape[1]),
         }
-        if layer.spiking:
-            entry["theta"] = _rounding(layer.theta.detach().double().numpy() * k, V_MAX)
+        for table, ideal in units.items():
+            entry[table] = _rounding(ideal.numpy(), TABLE_MAX[table])
         rule = layer.plastic
         if rule is not None:
-            c_h = scales.trace_per_unit
-            entry["alpha"] = _rounding(
-                np.array(
-                    [float(rule.alpha.detach()) * ALPHA_ONE * FINE_PER_WEIGHT_LSB / (s * c_h)]
-                ),
-                PARAM_MAX,
-            )
-            entry["eta"] = _rounding(
-                rule.eta_pre.detach().double().numpy() * c_h / row_scale**2, PARAM_MAX
-            )
-            entry["beta"] = _rounding(
-                rule.beta_post.detach().double().numpy() * BETA_ONE, PARAM_MAX
-            )
             entry["lambda"] = {"float": float(rule.lam.detach()), "q16": int(tables["lam"][0])}
             entry["h_max"] = int(tables["h_max"][0])
         # Worst case of one tick's sum: every axon at its largest input through the largest
         # effective weight (|w_eff| <= 2^15 by saturation); encoder inputs are int8.
-        x_max = np.where(row_scale > 1, float(-INPUT_MIN), 1.0)
+        x_max = np.where(scales.row_scale.numpy() > 1, float(-INPUT_MIN), 1.0)
         w_eff = np.abs(tables["weights"].astype(np.float64)) * FINE_PER_WEIGHT_LSB
         if rule is not None:
             w_eff = np.full_like(w_eff, float(-W_EFF_MIN))
@@ -251,9 +262,10 @@ def _report(config, float_net, board, hidden, readout, dec_gain, dec_bias) -> di
                     f"{name}.{table}: {stats['clipped']} values clipped to the board's range."
                 )
         layers[name] = entry
-    per_unit = config.input_scale * ENC_GAIN_ONE  # Q7.8 board input units per obs unit
     encoder = {
-        table: _rounding(values.detach().double().numpy() * per_unit, PARAM_MAX)
+        table: _rounding(
+            encoder_units(values.detach().double(), config.input_scale).numpy(), PARAM_MAX
+        )
         for table, values in (("gain", float_net.enc_gain), ("bias", float_net.enc_bias))
     }
     for table, stats in encoder.items():
@@ -262,5 +274,4 @@ def _report(config, float_net, board, hidden, readout, dec_gain, dec_bias) -> di
                 f"encoder.{table}: {stats['clipped']} observation scales clipped to int16; "
                 "those inputs saturate earlier on the board than in training."
             )
-    del dec_gain, dec_bias
     return {"layers": layers, "encoder": encoder, "warnings": warnings}

@@ -165,24 +165,45 @@ def layer_scales(params: LayerParams, row_scale: torch.Tensor, h_max: float) -> 
     )
 
 
+def layer_units(params: LayerParams, scales: LayerScales) -> dict[str, torch.Tensor]:
+    """The layer's tables in board units before rounding (the formulas of the module docstring):
+    :func:`quantise_layer` rounds them, and deploy's report measures how far rounding moves them.
+    ``theta`` only for a spiking layer, ``alpha``, ``eta`` and ``beta`` only for a plastic one."""
+    s, k, r = scales.weight_lsb, scales.fine_per_unit, scales.row_scale
+    units = {"weights": params.w / (s * r.unsqueeze(1))}
+    if params.spiking:
+        units["theta"] = params.theta * k
+    rule = params.plastic
+    if rule is not None:
+        c_h = scales.trace_per_unit
+        # alpha * h in float weight units is (alpha_q * H_q) >> 8 in fine units
+        units["alpha"] = rule.alpha * ALPHA_ONE * FINE_PER_WEIGHT_LSB / (s * c_h)
+        units["eta"] = rule.eta_pre * c_h / r**2
+        units["beta"] = rule.beta_post * BETA_ONE
+    return units
+
+
+def encoder_units(values: torch.Tensor, input_scale: float) -> torch.Tensor:
+    """Encoder gains or biases in board units before rounding (Q7.8 input units)."""
+    return values * input_scale * ENC_GAIN_ONE
+
+
 def quantise_layer(params: LayerParams, scales: LayerScales) -> LayerParams:
     """Integer-valued copy of one layer (straight-through), in board units."""
-    s, k, r = scales.weight_lsb, scales.fine_per_unit, scales.row_scale
-    w_q = ste_round(params.w / (s * r.unsqueeze(1)), WEIGHT_MIN, WEIGHT_MAX)
+    units = layer_units(params, scales)
+    w_q = ste_round(units["weights"], WEIGHT_MIN, WEIGHT_MAX)
     if params.spiking:
-        theta_q = ste_round(params.theta * k, 1, V_MAX)
+        theta_q = ste_round(units["theta"], 1, V_MAX)
     else:
         theta_q = torch.full_like(params.theta, float(V_MAX))
     rule = params.plastic
     if rule is not None:
         c_h = scales.trace_per_unit
-        # alpha * h in float weight units is (alpha_q * H_q) >> 8 in fine units
-        alpha_q = rule.alpha * ALPHA_ONE * FINE_PER_WEIGHT_LSB / (s * c_h)
         rule = PlasticParams(
-            alpha=ste_round(alpha_q, PARAM_MIN, PARAM_MAX),
+            alpha=ste_round(units["alpha"], PARAM_MIN, PARAM_MAX),
             lam=ste_round(rule.lam * LAMBDA_ONE, 0, LAMBDA_ONE) / LAMBDA_ONE,
-            eta_pre=ste_round(rule.eta_pre * c_h / r**2, PARAM_MIN, PARAM_MAX),
-            beta_post=ste_round(rule.beta_post * BETA_ONE, PARAM_MIN, PARAM_MAX) / BETA_ONE,
+            eta_pre=ste_round(units["eta"], PARAM_MIN, PARAM_MAX),
+            beta_post=ste_round(units["beta"], PARAM_MIN, PARAM_MAX) / BETA_ONE,
             h_max=torch.full_like(rule.h_max, float(round(float(rule.h_max[-1].detach()) * c_h))),
             mod_neuron=rule.mod_neuron,
             mod_levels=None
@@ -194,7 +215,7 @@ def quantise_layer(params: LayerParams, scales: LayerScales) -> LayerParams:
         w=w_q,
         theta=theta_q,
         plastic=rule,
-        surrogate_width=params.surrogate_width * k,
+        surrogate_width=params.surrogate_width * scales.fine_per_unit,
     )
 
 
@@ -220,8 +241,8 @@ def quantise_net(params: NetParams, input_scale: int) -> QuantisedNet:
         params,
         hidden=quantise_layer(params.hidden, hidden_scales),
         readout=quantise_layer(params.readout, readout_scales),
-        enc_gain=ste_round(params.enc_gain * input_scale * ENC_GAIN_ONE, PARAM_MIN, PARAM_MAX),
-        enc_bias=ste_round(params.enc_bias * input_scale * ENC_GAIN_ONE, PARAM_MIN, PARAM_MAX),
+        enc_gain=ste_round(encoder_units(params.enc_gain, input_scale), PARAM_MIN, PARAM_MAX),
+        enc_bias=ste_round(encoder_units(params.enc_bias, input_scale), PARAM_MIN, PARAM_MAX),
         dec_gain=params.dec_gain / readout_scales.fine_per_unit,
     )
     return QuantisedNet(board, hidden_scales, readout_scales)

@@ -36,6 +36,7 @@ from deploy.mapping import map_chain
 from firmware_sim.engine import Engine
 from firmware_sim.image import BoardImage
 from firmware_sim.profiles import get_profile
+from protocol.numeric import ENC_GAIN_ONE
 from train.quant import BoardNumerics, layer_scales, layer_tables, quantise_layer
 from train.scenarios.common import mean_ci95
 from train.scenarios.data import CharacterSet, load_omniglot, sample_episodes, split_characters
@@ -49,7 +50,6 @@ from train.scenarios.fewshot import (
 from train.snn import LayerParams
 
 REST_TICKS = 32
-ENC_GAIN_ONE = 256  # Q7.8
 
 
 @dataclass(frozen=True)

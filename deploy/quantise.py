@@ -1,9 +1,10 @@
 """Quantise: a trained checkpoint to the board's integer tables, and what the rounding costs.
 
-The scales are train's (``train.quant``), so the board runs the network that quantisation-aware
-training saw: per layer one float weight per int8 LSB ``s = max|W / r_i| / 127`` (``r_i`` the
-input scale of encoder rows, 1 on spike rows), which by construction never clips a weight;
-thresholds, the plastic rule (alpha, lambda, eta, beta, h_max) and the encoder follow from ``s``.
+The scales and the formulas are train's (``train.quant.layer_units``), so the board runs the
+network that quantisation-aware training saw: per layer one float weight per int8 LSB
+``s = max|W / r_i| / 127`` (``r_i`` the input scale of encoder rows, 1 on spike rows), which by
+construction never clips a weight; thresholds, the plastic rule (alpha, lambda, eta, beta, h_max)
+and the encoder follow from ``s``.
 What is left to deploy is the decoder: the readout's float gain per action becomes an int16
 weight with the largest shift that keeps the weight and the int32 bias in range.
 
@@ -16,19 +17,25 @@ listed under ``warnings`` in one sentence each.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from deploy.errors import DeployError
+from protocol.numeric import (
+    ACC_BITS,
+    DEC_BIAS_MAX,
+    FINE_PER_WEIGHT_LSB,
+    INPUT_MIN,
+    PARAM_MAX,
+    V_MAX,
+    W_EFF_MIN,
+    WEIGHT_MAX,
+)
 
-INT16_MAX = 32767
-INT32_MAX = 2**31 - 1
 MAX_DEC_SHIFT = 62  # keeps float64(acc) * 2**-shift far from denormals
-ACC_BITS = 32
-W_EFF_MAX = 2**15
 
 
 @dataclass(frozen=True)
@@ -99,7 +106,9 @@ def decoder_fixed_point(gain: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray,
     largest = np.abs(gain).reshape(-1, len(bias)).max(axis=0)
 
     def fits(g: float, b: float, shift: int) -> bool:
-        return abs(round(g * 2.0**shift)) <= INT16_MAX and abs(round(b * 2.0**shift)) <= INT32_MAX
+        return (
+            abs(round(g * 2.0**shift)) <= PARAM_MAX and abs(round(b * 2.0**shift)) <= DEC_BIAS_MAX
+        )
 
     shifts = np.array(
         [
@@ -142,7 +151,7 @@ def quantise(checkpoint: Checkpoint) -> QuantisedNetwork:
         "readout.fine_per_unit": board.readout.fine_per_unit,
         "input_scale": float(config.input_scale),
     }
-    report = _report(config, float_net, board, hidden, readout, dec_gain, dec_bias_f)
+    report = _report(config, float_net, board, hidden, readout)
     report["decoder"] = {
         "shift": dec_shift.tolist(),
         "max_relative_error": float(
@@ -187,44 +196,62 @@ def _rounding(ideal: np.ndarray, limit: float) -> dict[str, float | int]:
     }
 
 
-def _report(config, float_net, board, hidden, readout, dec_gain, dec_bias) -> dict[str, Any]:
+TABLE_MAX = {
+    "weights": WEIGHT_MAX,
+    "theta": V_MAX,
+    "alpha": PARAM_MAX,
+    "eta": PARAM_MAX,
+    "beta": PARAM_MAX,
+}
+"""The largest board value of each table that ``train.quant.layer_units`` gives."""
+
+
+def _in_float64(layer: Any) -> Any:
+    """``layer`` (train.snn.LayerParams) with the tensors the report reads in float64, so that
+    the report measures rounding, not float32 arithmetic."""
+    rule = layer.plastic
+    if rule is not None:
+        rule = replace(
+            rule,
+            alpha=rule.alpha.detach().double(),
+            eta_pre=rule.eta_pre.detach().double(),
+            beta_post=rule.beta_post.detach().double(),
+        )
+    return replace(
+        layer, w=layer.w.detach().double(), theta=layer.theta.detach().double(), plastic=rule
+    )
+
+
+def _report(config, float_net, board, hidden, readout) -> dict[str, Any]:
     """Rounding error and range use of every table (see the module docstring)."""
-    rows = board.hidden.row_scale.detach().double().numpy()
+    from train.quant import encoder_units, layer_units
+
     warnings: list[str] = []
     layers: dict[str, Any] = {}
-    for name, layer, scales, tables, row_scale in (
-        ("hidden", float_net.hidden, board.hidden, hidden, rows),
-        ("readout", float_net.readout, board.readout, readout, np.ones(config.n_hidden)),
+    for name, layer, scales, tables in (
+        ("hidden", float_net.hidden, board.hidden, hidden),
+        ("readout", float_net.readout, board.readout, readout),
     ):
-        w = layer.w.detach().double().numpy()
-        s, k = scales.weight_lsb, scales.fine_per_unit
+        scales = replace(scales, row_scale=scales.row_scale.detach().double())
+        units = layer_units(_in_float64(layer), scales)
         entry: dict[str, Any] = {
-            "weight_lsb": s,
-            "fine_per_unit": k,
-            "axons": int(w.shape[0]),
-            "neurons": int(w.shape[1]),
-            "weights": _rounding(w / (s * row_scale[:, None]), 127),
+            "weight_lsb": scales.weight_lsb,
+            "fine_per_unit": scales.fine_per_unit,
+            "axons": int(layer.w.shape[0]),
+            "neurons": int(layer.w.shape[1]),
         }
-        if layer.spiking:
-            entry["theta"] = _rounding(layer.theta.detach().double().numpy() * k, 2**23 - 1)
+        for table, ideal in units.items():
+            entry[table] = _rounding(ideal.numpy(), TABLE_MAX[table])
         rule = layer.plastic
         if rule is not None:
-            c_h = scales.trace_per_unit
-            entry["alpha"] = _rounding(
-                np.array([float(rule.alpha.detach()) * 65536 / (s * c_h)]), INT16_MAX
-            )
-            entry["eta"] = _rounding(
-                rule.eta_pre.detach().double().numpy() * c_h / row_scale**2, INT16_MAX
-            )
-            entry["beta"] = _rounding(rule.beta_post.detach().double().numpy() * 256, INT16_MAX)
             entry["lambda"] = {"float": float(rule.lam.detach()), "q16": int(tables["lam"][0])}
             entry["h_max"] = int(tables["h_max"][0])
         # Worst case of one tick's sum: every axon at its largest input through the largest
-        # effective weight (|w_eff| < 2^15 by saturation); encoder inputs are int8.
-        x_max = np.where(row_scale > 1, 128.0, 1.0)
-        w_eff = np.abs(tables["weights"].astype(np.float64)) * 256
+        # effective weight (|w_eff| <= 2^15 by saturation); encoder inputs are int8.
+        x_max = np.where(scales.row_scale.numpy() > 1, float(-INPUT_MIN), 1.0)
+        w_eff = np.abs(tables["weights"].astype(np.float64)) * FINE_PER_WEIGHT_LSB
         if rule is not None:
-            w_eff = np.full_like(w_eff, W_EFF_MAX)
+            w_eff = np.full_like(w_eff, float(-W_EFF_MIN))
         worst = float(np.max(x_max @ w_eff))
         entry["acc_bits"] = int(math.ceil(math.log2(worst + 1))) + 1
         if entry["acc_bits"] > ACC_BITS:
@@ -236,12 +263,10 @@ def _report(config, float_net, board, hidden, readout, dec_gain, dec_bias) -> di
                 )
         layers[name] = entry
     encoder = {
-        "gain": _rounding(
-            float_net.enc_gain.detach().double().numpy() * config.input_scale * 256, INT16_MAX
-        ),
-        "bias": _rounding(
-            float_net.enc_bias.detach().double().numpy() * config.input_scale * 256, INT16_MAX
-        ),
+        table: _rounding(
+            encoder_units(values.detach().double(), config.input_scale).numpy(), PARAM_MAX
+        )
+        for table, values in (("gain", float_net.enc_gain), ("bias", float_net.enc_bias))
     }
     for table, stats in encoder.items():
         if stats["clipped"]:
@@ -249,5 +274,4 @@ def _report(config, float_net, board, hidden, readout, dec_gain, dec_bias) -> di
                 f"encoder.{table}: {stats['clipped']} observation scales clipped to int16; "
                 "those inputs saturate earlier on the board than in training."
             )
-    del dec_gain, dec_bias
     return {"layers": layers, "encoder": encoder, "warnings": warnings}

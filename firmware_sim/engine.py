@@ -7,7 +7,7 @@ The tick itself is one compiled kernel (``firmware_sim.kernels.run_tick``) that 
 have no source, so they are never active, and padding neurons never change. This class loads the
 image into the kernel's tables, keeps the state, the faults and the counters, and encodes/decodes.
 
-State is explicit (``EngineState``); widths come from ``firmware_sim.spec`` only.
+State is the engine's own arrays (``reset`` makes them); widths come from ``protocol.numeric`` only.
 """
 
 from __future__ import annotations
@@ -28,9 +28,24 @@ from firmware_sim.faults import (
 from firmware_sim.image import BoardImage
 from firmware_sim.profiles import Profile, get_profile
 from firmware_sim.rules import check
+from protocol import numeric
 
 NO_STUCK = (np.zeros((1, 1), bool), np.zeros((1, 1), np.int32))
 """Stand-ins for the stuck-synapse masks while no such fault is active (the kernel skips them)."""
+
+
+def _gather(
+    cores: list[dict], selector: str, stride: int, keys: tuple[str, ...]
+) -> tuple[np.ndarray, ...]:
+    """Where ``core[selector] >= 0`` on each core ``p``: the flat index ``p * stride + i`` and
+    the tables ``keys`` there, each concatenated over the cores as int64."""
+    picked = [np.flatnonzero(core[selector] >= 0) for core in cores]
+    flat = np.concatenate([p * stride + i for p, i in enumerate(picked)]).astype(np.int64)
+    tables = (
+        np.concatenate([core[key][i] for core, i in zip(cores, picked, strict=True)])
+        for key in keys
+    )
+    return (flat, *(table.astype(np.int64) for table in tables))
 
 
 @dataclass
@@ -76,84 +91,28 @@ class Engine:
 
     # ----------------------------------------------------------------- loading
     def _load_tables(self, image: BoardImage) -> None:
+        """The image's tables in the kernel's layout (see the module docstring)."""
         cores = sorted(image.cores, key=lambda core: int(core["core_id"]))
         self.core_ids = [int(core["core_id"]) for core in cores]
-        position = {core_id: p for p, core_id in enumerate(self.core_ids)}
-        C = self.n_cores = len(cores)
-        A = self.n_axons = max(int(core["n_axons"]) for core in cores)
-        N = self.n_neurons = max(int(core["n_neurons"]) for core in cores)
-        board = image.board
-        self.ticks_per_step = int(board["ticks_per_step"])
-        self.obs_dim, self.act_dim = int(board["obs_dim"]), int(board["act_dim"])
-        self.reset_mode = int(board["reset_mode"])
-        self.enc_mode, self.dec_mode = int(board["enc_mode"]), int(board["dec_mode"])
-        self.dec_bias = board["dec_bias"].astype(np.int64)
-        self.dec_scale = np.ldexp(1.0, -board["dec_shift"].astype(np.int64))
-
-        self.weights = np.zeros((C * A, N), np.int8)
-        self.theta = np.full((C, N), spec.V_MAX + 1, np.int64)  # padding: never read
-        self.decay_shift = np.zeros((C, N), np.int64)
-        beta = np.zeros((C, N), np.int64)
-        f_table = np.zeros((C, spec.F_TABLE_SIZE), np.int64)
-        self.lam_pow = np.zeros((C, spec.AGE_MAX + 1), np.int64)
-        self.core_alpha = np.zeros(C, np.int64)
-        self.row_eta = np.zeros(C * A, np.int64)
-        self.row_h_max = np.zeros(C * A, np.int64)
-        self.row_core = np.repeat(np.arange(C), A)
-        self.mod_neuron = np.full(C, -1, np.int64)  # flat index into (C * N), -1: none
-        self.mod_levels = np.full((C, 2), spec.MOD_ONE, np.int64)
-        self.n_neurons_of = np.zeros(C, np.int64)
-        self.n_axons_of = np.zeros(C, np.int64)
-        enc_rows, enc_src, enc_gain, enc_bias = [], [], [], []
-        dec_flat, dec_dst, dec_w = [], [], []
-        route_src, route_dst = [], []
-        for p, core in enumerate(cores):
-            a, n = int(core["n_axons"]), int(core["n_neurons"])
-            rows = slice(p * A, p * A + a)
-            self.n_axons_of[p], self.n_neurons_of[p] = a, n
-            self.weights[rows, :n] = core["weights"]
-            self.theta[p, :n] = core["theta"]
-            self.decay_shift[p, :n] = core["decay_shift"]
-            beta[p, :n] = core["beta"]
-            f_table[p] = core["f_table"]
-            self.lam_pow[p] = spec.lambda_powers(int(core["lam"][0]))
-            self.core_alpha[p] = int(core["alpha"][0])
-            self.row_eta[rows] = core["eta"]
-            self.row_h_max[rows] = int(core["h_max"][0])
-            mod_core, mod_j = (int(v) for v in core["mod_src"])
-            if mod_core >= 0:
-                self.mod_neuron[p] = position[mod_core] * N + mod_j
-                self.mod_levels[p] = core["mod_levels"]
-            enc = np.flatnonzero(core["enc_src"] >= 0)
-            enc_rows.append(p * A + enc)
-            enc_src.append(core["enc_src"][enc])
-            enc_gain.append(core["enc_gain"][enc])
-            enc_bias.append(core["enc_bias"][enc])
-            dec = np.flatnonzero(core["dec_dst"] >= 0)
-            dec_flat.append(p * N + dec)
-            dec_dst.append(core["dec_dst"][dec])
-            dec_w.append(core["dec_w"][dec])
-            route_src.append(p * N + core["route_src"].astype(np.int64))
-            dst_pos = np.array([position[int(c)] for c in core["route_dst_core"]], np.int64)
-            route_dst.append(dst_pos * A + core["route_dst_axon"].astype(np.int64))
-        # post is 0 or 1, so f(post - beta) is one of two (cores, neurons) tables
-        d = (np.arange(2)[:, None, None] << spec.BETA_FRAC) - beta
-        d = np.clip(d, spec.F_INDEX_MIN, spec.F_INDEX_MAX) - spec.F_INDEX_MIN
-        self.f_post = f_table[np.arange(C)[None, :, None], d]
-        self.enc_rows = np.concatenate(enc_rows).astype(np.int64)
-        self.enc_src = np.concatenate(enc_src).astype(np.int64)
-        self.enc_gain = np.concatenate(enc_gain).astype(np.int64)
-        self.enc_bias = np.concatenate(enc_bias).astype(np.int64) << spec.OBS_FRAC
-        self.dec_flat = np.concatenate(dec_flat).astype(np.int64)
-        self.dec_dst = np.concatenate(dec_dst).astype(np.int64)
-        self.dec_w = np.concatenate(dec_w).astype(np.int64)
-        # routes by source neuron (CSR): the axons neuron k feeds are
-        # route_dst[route_start[k]:route_start[k + 1]]
-        src_flat, dst_flat = np.concatenate(route_src), np.concatenate(route_dst)
-        order = np.argsort(src_flat, kind="stable")
-        self.route_dst = dst_flat[order]
-        self.route_start = np.zeros(C * N + 1, np.int64)
-        np.cumsum(np.bincount(src_flat, minlength=C * N), out=self.route_start[1:])
+        self.n_cores = len(cores)
+        self.n_axons = max(int(core["n_axons"]) for core in cores)
+        self.n_neurons = max(int(core["n_neurons"]) for core in cores)
+        self.n_axons_of = np.array([int(core["n_axons"]) for core in cores], np.int64)
+        self.n_neurons_of = np.array([int(core["n_neurons"]) for core in cores], np.int64)
+        self.row_core = np.repeat(np.arange(self.n_cores), self.n_axons)
+        self._load_settings(image.board)
+        self._load_synapses(cores)
+        self._load_neurons(cores)
+        self._load_rules(cores)
+        # the encoder's axons (stacked rows) and the decoded neurons (flat core * neurons + j)
+        self.enc_rows, self.enc_src, self.enc_gain, enc_bias = _gather(
+            cores, "enc_src", self.n_axons, ("enc_src", "enc_gain", "enc_bias")
+        )
+        self.enc_bias = enc_bias << numeric.OBS_FRAC
+        self.dec_flat, self.dec_dst, self.dec_w = _gather(
+            cores, "dec_dst", self.n_neurons, ("dec_dst", "dec_w")
+        )
+        self._load_routes(cores)
         self._tables = (
             self.weights,
             self.lam_pow,
@@ -171,6 +130,7 @@ class Engine:
             self.enc_mode,
         )
         self._routes = (self.enc_rows, self.route_start, self.route_dst)
+        C, A, N = self.n_cores, self.n_axons, self.n_neurons
         # scratch of the kernel: axon inputs, per-core accumulator, f(post - beta), Hebbian
         # term, active rows, where each core's active rows start
         self._scratch = (
@@ -183,6 +143,81 @@ class Engine:
         )
         self.core_up = np.ones(C, bool)
         self._fault_key: tuple[bool, ...] = ()
+
+    def _load_settings(self, board: dict) -> None:
+        """The image-wide settings: step length, sizes, modes, the decoder's bias and shift."""
+        self.ticks_per_step = int(board["ticks_per_step"])
+        self.obs_dim, self.act_dim = int(board["obs_dim"]), int(board["act_dim"])
+        self.reset_mode = int(board["reset_mode"])
+        self.enc_mode, self.dec_mode = int(board["enc_mode"]), int(board["dec_mode"])
+        self.dec_bias = board["dec_bias"].astype(np.int64)
+        self.dec_scale = np.ldexp(1.0, -board["dec_shift"].astype(np.int64))
+
+    def _core_rows(self, p: int) -> slice:
+        """Core ``p``'s real rows of the stacked synaptic memory."""
+        return slice(p * self.n_axons, p * self.n_axons + int(self.n_axons_of[p]))
+
+    def _load_synapses(self, cores: list[dict]) -> None:
+        """Weights, stacked ``(cores * axons, neurons)``; padding stays 0."""
+        self.weights = np.zeros((self.n_cores * self.n_axons, self.n_neurons), np.int8)
+        for p, core in enumerate(cores):
+            self.weights[self._core_rows(p), : self.n_neurons_of[p]] = core["weights"]
+
+    def _load_neurons(self, cores: list[dict]) -> None:
+        """Threshold and leak shift per neuron, ``(cores, neurons)``."""
+        C, N = self.n_cores, self.n_neurons
+        self.theta = np.full((C, N), numeric.V_MAX + 1, np.int64)  # padding: never read
+        self.decay_shift = np.zeros((C, N), np.int64)
+        for p, core in enumerate(cores):
+            n = self.n_neurons_of[p]
+            self.theta[p, :n] = core["theta"]
+            self.decay_shift[p, :n] = core["decay_shift"]
+
+    def _load_rules(self, cores: list[dict]) -> None:
+        """The plastic rule: lambda table and alpha per core, eta and h_max per row, the two
+        ``f(post - beta)`` tables and the modulator of each core."""
+        C, A, N = self.n_cores, self.n_axons, self.n_neurons
+        position = {core_id: p for p, core_id in enumerate(self.core_ids)}
+        beta = np.zeros((C, N), np.int64)
+        f_table = np.zeros((C, numeric.F_TABLE_SIZE), np.int64)
+        self.lam_pow = np.zeros((C, numeric.AGE_MAX + 1), np.int64)
+        self.core_alpha = np.zeros(C, np.int64)
+        self.row_eta = np.zeros(C * A, np.int64)
+        self.row_h_max = np.zeros(C * A, np.int64)
+        self.mod_neuron = np.full(C, -1, np.int64)  # flat index into (C * N), -1: none
+        self.mod_levels = np.full((C, 2), numeric.MOD_ONE, np.int64)
+        for p, core in enumerate(cores):
+            rows = self._core_rows(p)
+            beta[p, : self.n_neurons_of[p]] = core["beta"]
+            f_table[p] = core["f_table"]
+            self.lam_pow[p] = spec.lambda_table(int(core["lam"][0]))
+            self.core_alpha[p] = int(core["alpha"][0])
+            self.row_eta[rows] = core["eta"]
+            self.row_h_max[rows] = int(core["h_max"][0])
+            mod_core, mod_j = (int(v) for v in core["mod_src"])
+            if mod_core >= 0:
+                self.mod_neuron[p] = position[mod_core] * N + mod_j
+                self.mod_levels[p] = core["mod_levels"]
+        # post is 0 or 1, so f(post - beta) is one of two (cores, neurons) tables
+        d = (np.arange(2)[:, None, None] << numeric.BETA_FRAC) - beta
+        d = np.clip(d, numeric.F_INDEX_MIN, numeric.F_INDEX_MAX) - numeric.F_INDEX_MIN
+        self.f_post = f_table[np.arange(C)[None, :, None], d]
+
+    def _load_routes(self, cores: list[dict]) -> None:
+        """Routes by source neuron (CSR): the axons neuron k feeds are
+        ``route_dst[route_start[k]:route_start[k + 1]]``."""
+        position = {core_id: p for p, core_id in enumerate(self.core_ids)}
+        src, dst = [], []
+        for p, core in enumerate(cores):
+            src.append(p * self.n_neurons + core["route_src"].astype(np.int64))
+            dst_pos = np.array([position[int(c)] for c in core["route_dst_core"]], np.int64)
+            dst.append(dst_pos * self.n_axons + core["route_dst_axon"].astype(np.int64))
+        src_flat, dst_flat = np.concatenate(src), np.concatenate(dst)
+        self.route_dst = dst_flat[np.argsort(src_flat, kind="stable")]
+        self.route_start = np.zeros(self.n_cores * self.n_neurons + 1, np.int64)
+        np.cumsum(
+            np.bincount(src_flat, minlength=self.n_cores * self.n_neurons), out=self.route_start[1:]
+        )
 
     # ------------------------------------------------------------------- state
     def reset(self) -> None:
@@ -206,36 +241,48 @@ class Engine:
         self.last[:] = self.t_plastic
         self._traces_zero = True
 
-    def read_traces(self) -> dict[int, np.ndarray]:
-        """Traces per core as of the current tick (lazy decay applied to a copy: no side effect)."""
-        age = np.minimum(self.t_plastic - self.last, spec.AGE_MAX)
-        scaled = self.traces.astype(np.int64) * self.lam_pow[self.row_core, age][:, None]
-        current = (scaled >> spec.LAMBDA_FRAC).reshape(self.n_cores, self.n_axons, self.n_neurons)
+    def _per_core(self, table: np.ndarray, dtype: type) -> dict[int, np.ndarray]:
+        """A stacked ``(cores, neurons)`` or ``(cores, axons, neurons)`` table cut to each core's
+        real neurons (and axons), as copies of ``dtype``, by core id."""
+        if table.ndim == 2:
+            return {
+                core_id: table[p, : self.n_neurons_of[p]].astype(dtype)
+                for p, core_id in enumerate(self.core_ids)
+            }
         return {
-            core_id: current[p, : self.n_axons_of[p], : self.n_neurons_of[p]].astype(np.int16)
+            core_id: table[p, : self.n_axons_of[p], : self.n_neurons_of[p]].astype(dtype)
             for p, core_id in enumerate(self.core_ids)
         }
 
+    def _stacked(self, rows: np.ndarray) -> np.ndarray:
+        """A ``(cores * axons, neurons)`` table as ``(cores, axons, neurons)``."""
+        return rows.reshape(self.n_cores, self.n_axons, self.n_neurons)
+
+    def read_traces(self) -> dict[int, np.ndarray]:
+        """Traces per core as of the current tick (lazy decay applied to a copy: no side effect)."""
+        age = np.minimum(self.t_plastic - self.last, numeric.AGE_MAX)
+        scaled = self.traces.astype(np.int64) * self.lam_pow[self.row_core, age][:, None]
+        return self._per_core(self._stacked(scaled >> numeric.LAMBDA_FRAC), np.int16)
+
     def read_membranes(self) -> dict[int, np.ndarray]:
-        return {
-            core_id: self.v_mem[p, : self.n_neurons_of[p]].astype(np.int32)
-            for p, core_id in enumerate(self.core_ids)
-        }
+        return self._per_core(self.v_mem, np.int32)
 
     def read_counts(self) -> dict[int, np.ndarray]:
         """Spike counts of the last step, per core."""
-        counts = self.counts.reshape(self.n_cores, self.n_neurons)
-        return {
-            core_id: counts[p, : self.n_neurons_of[p]].astype(np.int32)
-            for p, core_id in enumerate(self.core_ids)
-        }
+        return self._per_core(self.counts.reshape(self.n_cores, self.n_neurons), np.int32)
 
     def read_weights(self) -> dict[int, np.ndarray]:
-        W = self.weights.reshape(self.n_cores, self.n_axons, self.n_neurons)
-        return {
-            core_id: W[p, : self.n_axons_of[p], : self.n_neurons_of[p]].copy()
-            for p, core_id in enumerate(self.core_ids)
-        }
+        return self._per_core(self._stacked(self.weights), np.int8)
+
+    def read_faults(self) -> dict[int, dict[str, np.ndarray]]:
+        """The on-chip faults acting now, per core: ``stuck`` synapses (axons, neurons) whose
+        ``w_eff`` a fault replaces, ``dead`` and ``always`` (firing) neurons."""
+        stuck, _, dead, always, _, has_stuck, _, _ = self._faults
+        if not has_stuck:
+            stuck = np.zeros((self.n_cores * self.n_axons, self.n_neurons), bool)
+        masks = {"stuck": self._stacked(stuck), "dead": dead, "always": always}
+        per_kind = {kind: self._per_core(mask, bool) for kind, mask in masks.items()}
+        return {core_id: {k: v[core_id] for k, v in per_kind.items()} for core_id in self.core_ids}
 
     # --------------------------------------------------------------- encode/decode
     def encode(self, obs: np.ndarray) -> np.ndarray:
@@ -247,15 +294,15 @@ class Engine:
             )
         if not np.all(np.isfinite(obs)):
             raise BoardError("an observation holds NaN or infinity; send finite values.")
-        obs_q = spec.saturate(np.floor(np.ldexp(obs, spec.OBS_FRAC)), spec.OBS_BITS).astype(
+        obs_q = spec.saturate(np.floor(np.ldexp(obs, numeric.OBS_FRAC)), numeric.OBS_BITS).astype(
             np.int64
         )
         acc = self.enc_gain * obs_q[self.enc_src] + self.enc_bias
-        return spec.saturate(acc >> spec.ENC_SHIFT, spec.INPUT_BITS)
+        return spec.saturate(acc >> numeric.ENC_SHIFT, numeric.INPUT_BITS)
 
     def decode(self) -> np.ndarray:
         """Actions (float32) from this step's spike counts or the final membranes."""
-        flat = self.counts if self.dec_mode == spec.DEC_COUNTS else self.v_mem.ravel()
+        flat = self.counts if self.dec_mode == numeric.DEC_COUNTS else self.v_mem.ravel()
         acc = self.dec_bias.copy()
         np.add.at(acc, self.dec_dst, self.dec_w * flat[self.dec_flat])
         return (acc.astype(np.float64) * self.dec_scale).astype(np.float32)
@@ -363,9 +410,9 @@ class Engine:
                 if fault.kind == "stuck-zero"
                 else fault.params.get("fraction", 0.01)
             )
-            value = 0 if fault.kind == "stuck-zero" else int(fault.magnitude) << spec.TRACE_FRAC
+            value = 0 if fault.kind == "stuck-zero" else int(fault.magnitude) << numeric.TRACE_FRAC
             mask = real & (rng.random(real.shape) < fraction)
-            return {"stuck": mask, "value": np.int32(spec.saturate(value, spec.W_EFF_BITS))}
+            return {"stuck": mask, "value": np.int32(spec.saturate(value, numeric.W_EFF_BITS))}
         if fault.kind in NEURON_KINDS:
             real = (np.arange(self.n_neurons)[None, :] < self.n_neurons_of[:, None]) & cores[
                 :, None
@@ -434,7 +481,7 @@ class Engine:
         for fault, rng, masks in zip(self.faults, self._fault_rngs, self._fault_masks, strict=True):
             if fault.kind not in FLIP_KINDS or not fault.active(self.steps):
                 continue
-            bits = spec.WEIGHT_BITS if fault.kind == "weight-flip" else spec.TRACE_BITS
+            bits = numeric.WEIGHT_BITS if fault.kind == "weight-flip" else numeric.TRACE_BITS
             cells = np.flatnonzero(self._real_synapses(masks["cores"]))
             flips = rng.binomial(cells.size * bits, fault.magnitude)
             if flips == 0:

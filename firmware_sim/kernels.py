@@ -2,7 +2,7 @@
 
 One kernel, ``run_tick``, loops over the cores, their active rows and each row's synapses once per
 pass (integration, then plasticity once the spikes are known); nothing outside it implements the
-tick. Every width, shift and limit comes from ``firmware_sim.spec`` through the ``limits`` tuple
+tick. Every width, shift and limit comes from ``protocol.numeric`` through the ``limits`` tuple
 (``LIMITS``), so the compiled code never carries a constant of its own and a cached compilation
 cannot go stale when the spec changes. Arithmetic is int64 throughout (numba widens every integer
 operand), so every product of the spec is formed wide, then shifted, then saturated once.
@@ -19,7 +19,7 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-from firmware_sim import spec
+from protocol import numeric
 
 PREFETCH_ROWS = 8
 """How many active rows ahead the kernel asks for a row's synapses: the active rows of a large
@@ -28,19 +28,19 @@ CACHE_LINE = 64
 
 LIMITS = np.array(
     [
-        spec.TRACE_FRAC,  # 0: W << 8
-        spec.ALPHA_FRAC,  # 1: (alpha * H) >> 8
-        spec.LAMBDA_FRAC,  # 2: (H * lam^k) >> 16, and lam^k = 65536 is 1.0
-        spec.AGE_MAX,  # 3
-        spec.W_EFF_MIN,  # 4
-        spec.W_EFF_MAX,  # 5
-        spec.V_MIN,  # 6
-        spec.V_MAX,  # 7
-        spec.PLASTIC_SHIFT,  # 8
-        spec.MOD_ONE,  # 9
-        spec.DELTA_LEVEL,  # 10
-        spec.RESET_SOFT,  # 11
-        spec.ENC_DELTA,  # 12
+        numeric.TRACE_FRAC,  # 0: W << 8
+        numeric.ALPHA_FRAC,  # 1: (alpha * H) >> 8
+        numeric.LAMBDA_FRAC,  # 2: (H * lam^k) >> 16, and lam^k = 65536 is 1.0
+        numeric.AGE_MAX,  # 3
+        numeric.W_EFF_MIN,  # 4
+        numeric.W_EFF_MAX,  # 5
+        numeric.V_MIN,  # 6
+        numeric.V_MAX,  # 7
+        numeric.PLASTIC_SHIFT,  # 8
+        numeric.MOD_ONE,  # 9
+        numeric.DELTA_LEVEL,  # 10
+        numeric.RESET_SOFT,  # 11
+        numeric.ENC_DELTA,  # 12
     ],
     np.int64,
 )

@@ -39,23 +39,34 @@ from typing import Any
 import numpy as np
 import torch
 
+from protocol.numeric import (
+    AGE_MAX,
+    ALPHA_ONE,
+    BETA_ONE,
+    ENC_GAIN_ONE,
+    ENC_SHIFT,
+    F_INDEX_MAX,
+    F_INDEX_MIN,
+    FINE_PER_WEIGHT_LSB,
+    INPUT_MAX,
+    INPUT_MIN,
+    LAMBDA_ONE,
+    MOD_ONE,
+    OBS_MAX,
+    OBS_MIN,
+    OBS_ONE,
+    PARAM_MAX,
+    PARAM_MIN,
+    TRACE_MAX,
+    V_MAX,
+    V_MIN,
+    W_EFF_MAX,
+    W_EFF_MIN,
+    WEIGHT_MAX,
+    WEIGHT_MIN,
+    lambda_powers,
+)
 from train.snn import LayerParams, NetParams, Numerics, PlasticParams
-
-WEIGHT_MAX = 127
-WEIGHT_MIN = -128
-TRACE_MAX = 32767
-INT16_MIN, INT16_MAX = -32768, 32767
-MEMBRANE_MIN, MEMBRANE_MAX = -(2**23), 2**23 - 1
-W_EFF_MIN, W_EFF_MAX = -(2**15), 2**15 - 1
-INPUT_MIN, INPUT_MAX = -128, 127
-FINE_PER_WEIGHT_LSB = 256  # TRACE_FRAC / W_EFF fraction bits: w_eff = W << 8
-LAMBDA_ONE = 65536
-AGE_MAX = 4095
-OBS_ONE = 2**16
-ENC_SHIFT = 24
-BETA_ONE = 256
-MOD_ONE = 256  # the modulatory factor m is Q7.8
-F_TABLE_SIZE = 1024
 
 
 def ste(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -75,15 +86,6 @@ def ste_floor(x: torch.Tensor) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=64)
-def lambda_powers(lam_q: int) -> tuple[int, ...]:
-    """The board's ``lam_pow`` table: ``lam_pow[k] = (lam_pow[k-1] * lam_q) >> 16``."""
-    table = [LAMBDA_ONE]
-    for _ in range(AGE_MAX):
-        table.append((table[-1] * lam_q) >> 16)
-    return tuple(table)
-
-
-@functools.lru_cache(maxsize=64)
 def lambda_table(lam_q: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """:func:`lambda_powers` as a tensor, built once per value (the decay reads it every tick)."""
     return torch.tensor(lambda_powers(lam_q), dtype=dtype, device=device)
@@ -91,7 +93,7 @@ def lambda_table(lam_q: int, dtype: torch.dtype, device: torch.device) -> torch.
 
 def clip_linear_f_table() -> np.ndarray:
     """``f(u) = clip(u, -1, 1)`` as the board's Q7.8 lookup table over ``d = -512..511``."""
-    d = np.arange(F_TABLE_SIZE) - F_TABLE_SIZE // 2
+    d = np.arange(F_INDEX_MIN, F_INDEX_MAX + 1)
     return np.clip(d, -BETA_ONE, BETA_ONE).astype(np.int16)
 
 
@@ -100,7 +102,7 @@ class BoardNumerics(Numerics):
     """The board's integer semantics with straight-through gradients (values in board units)."""
 
     def encode(self, obs: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        obs_q = (obs.detach().double() * OBS_ONE).floor().clamp(-(2**31), 2**31 - 1).to(obs.dtype)
+        obs_q = (obs.detach().double() * OBS_ONE).floor().clamp(OBS_MIN, OBS_MAX).to(obs.dtype)
         raw = (gain * obs_q + bias * OBS_ONE) / 2.0**ENC_SHIFT
         return ste_floor(raw).clamp(INPUT_MIN, INPUT_MAX)
 
@@ -127,9 +129,7 @@ class BoardNumerics(Numerics):
             return x @ (w * FINE_PER_WEIGHT_LSB)
         w_eff = w * FINE_PER_WEIGHT_LSB
         if rule is not None:
-            w_eff = (w_eff + ste_floor(rule.alpha * h / FINE_PER_WEIGHT_LSB)).clamp(
-                W_EFF_MIN, W_EFF_MAX
-            )
+            w_eff = (w_eff + ste_floor(rule.alpha * h / ALPHA_ONE)).clamp(W_EFF_MIN, W_EFF_MAX)
         if keep is not None:
             w_eff = w_eff * keep
         return torch.bmm(x.unsqueeze(1), w_eff.expand(x.shape[0], -1, -1)).squeeze(1)
@@ -138,7 +138,7 @@ class BoardNumerics(Numerics):
         return v_mem - ste_floor(v_mem * 2.0**-decay_shift)
 
     def membrane(self, v_mem: torch.Tensor) -> torch.Tensor:
-        return v_mem.clamp(MEMBRANE_MIN, MEMBRANE_MAX)
+        return v_mem.clamp(V_MIN, V_MAX)
 
     def learn(self, h: torch.Tensor, hebb: torch.Tensor, h_max: torch.Tensor) -> torch.Tensor:
         return super().learn(h, ste_floor(hebb), h_max)
@@ -165,34 +165,57 @@ def layer_scales(params: LayerParams, row_scale: torch.Tensor, h_max: float) -> 
     )
 
 
+def layer_units(params: LayerParams, scales: LayerScales) -> dict[str, torch.Tensor]:
+    """The layer's tables in board units before rounding (the formulas of the module docstring):
+    :func:`quantise_layer` rounds them, and deploy's report measures how far rounding moves them.
+    ``theta`` only for a spiking layer, ``alpha``, ``eta`` and ``beta`` only for a plastic one."""
+    s, k, r = scales.weight_lsb, scales.fine_per_unit, scales.row_scale
+    units = {"weights": params.w / (s * r.unsqueeze(1))}
+    if params.spiking:
+        units["theta"] = params.theta * k
+    rule = params.plastic
+    if rule is not None:
+        c_h = scales.trace_per_unit
+        # alpha * h in float weight units is (alpha_q * H_q) >> 8 in fine units
+        units["alpha"] = rule.alpha * ALPHA_ONE * FINE_PER_WEIGHT_LSB / (s * c_h)
+        units["eta"] = rule.eta_pre * c_h / r**2
+        units["beta"] = rule.beta_post * BETA_ONE
+    return units
+
+
+def encoder_units(values: torch.Tensor, input_scale: float) -> torch.Tensor:
+    """Encoder gains or biases in board units before rounding (Q7.8 input units)."""
+    return values * input_scale * ENC_GAIN_ONE
+
+
 def quantise_layer(params: LayerParams, scales: LayerScales) -> LayerParams:
     """Integer-valued copy of one layer (straight-through), in board units."""
-    s, k, r = scales.weight_lsb, scales.fine_per_unit, scales.row_scale
-    w_q = ste_round(params.w / (s * r.unsqueeze(1)), WEIGHT_MIN, WEIGHT_MAX)
+    units = layer_units(params, scales)
+    w_q = ste_round(units["weights"], WEIGHT_MIN, WEIGHT_MAX)
     if params.spiking:
-        theta_q = ste_round(params.theta * k, 1, MEMBRANE_MAX)
+        theta_q = ste_round(units["theta"], 1, V_MAX)
     else:
-        theta_q = torch.full_like(params.theta, float(MEMBRANE_MAX))
+        theta_q = torch.full_like(params.theta, float(V_MAX))
     rule = params.plastic
     if rule is not None:
         c_h = scales.trace_per_unit
         rule = PlasticParams(
-            alpha=ste_round(rule.alpha * LAMBDA_ONE / (s * c_h), INT16_MIN, INT16_MAX),
+            alpha=ste_round(units["alpha"], PARAM_MIN, PARAM_MAX),
             lam=ste_round(rule.lam * LAMBDA_ONE, 0, LAMBDA_ONE) / LAMBDA_ONE,
-            eta_pre=ste_round(rule.eta_pre * c_h / r**2, INT16_MIN, INT16_MAX),
-            beta_post=ste_round(rule.beta_post * BETA_ONE, INT16_MIN, INT16_MAX) / BETA_ONE,
+            eta_pre=ste_round(units["eta"], PARAM_MIN, PARAM_MAX),
+            beta_post=ste_round(units["beta"], PARAM_MIN, PARAM_MAX) / BETA_ONE,
             h_max=torch.full_like(rule.h_max, float(round(float(rule.h_max[-1].detach()) * c_h))),
             mod_neuron=rule.mod_neuron,
             mod_levels=None
             if rule.mod_levels is None
-            else ste_round(rule.mod_levels * MOD_ONE, INT16_MIN, INT16_MAX) / MOD_ONE,
+            else ste_round(rule.mod_levels * MOD_ONE, PARAM_MIN, PARAM_MAX) / MOD_ONE,
         )
     return replace(
         params,
         w=w_q,
         theta=theta_q,
         plastic=rule,
-        surrogate_width=params.surrogate_width * k,
+        surrogate_width=params.surrogate_width * scales.fine_per_unit,
     )
 
 
@@ -218,8 +241,8 @@ def quantise_net(params: NetParams, input_scale: int) -> QuantisedNet:
         params,
         hidden=quantise_layer(params.hidden, hidden_scales),
         readout=quantise_layer(params.readout, readout_scales),
-        enc_gain=ste_round(params.enc_gain * input_scale * 256, INT16_MIN, INT16_MAX),
-        enc_bias=ste_round(params.enc_bias * input_scale * 256, INT16_MIN, INT16_MAX),
+        enc_gain=ste_round(encoder_units(params.enc_gain, input_scale), PARAM_MIN, PARAM_MAX),
+        enc_bias=ste_round(encoder_units(params.enc_bias, input_scale), PARAM_MIN, PARAM_MAX),
         dec_gain=params.dec_gain / readout_scales.fine_per_unit,
     )
     return QuantisedNet(board, hidden_scales, readout_scales)

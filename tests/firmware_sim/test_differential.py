@@ -9,30 +9,33 @@ import numpy as np
 import pytest
 
 from firmware_sim.engine import Engine
+from protocol import numeric as nm
 from tests.firmware_sim.conftest import chain_image, random_layers
 
 
 def reference_tick(core, x, v, h, modulated, reset_mode, learning):
     """One tick of one core in float64. x: inputs (A,), v: (N,), h: traces (A, N)."""
-    lam = core["lam"][0] / 65536.0
-    alpha = core["alpha"][0] / 256.0
+    lam = core["lam"][0] / nm.LAMBDA_ONE
+    alpha = core["alpha"][0] / nm.ALPHA_ONE
     if learning:
         h = lam * h
-    w_eff = core["weights"].astype(float) + alpha * h / 256.0  # weight LSB
-    w_eff = np.clip(w_eff, -128.0, 32767 / 256.0)
-    current = 256.0 * (x @ w_eff)
+    lsb = float(nm.FINE_PER_WEIGHT_LSB)  # fine units per weight LSB, and trace units too
+    w_eff = core["weights"].astype(float) + alpha * h / lsb  # weight LSB
+    w_eff = np.clip(w_eff, nm.W_EFF_MIN / lsb, nm.W_EFF_MAX / lsb)
+    current = lsb * (x @ w_eff)
     shift = core["decay_shift"].astype(float)
-    v = np.clip(v - v / 2.0**shift + current, -(2.0**23), 2.0**23 - 1)
+    v = np.clip(v - v / 2.0**shift + current, nm.V_MIN, nm.V_MAX)
     theta = core["theta"].astype(float)
     s = v >= theta
     v_fire = v
     v = np.where(s, v - theta if reset_mode == 0 else 0.0, v)
     if learning:
-        levels = core["mod_levels"] / 256.0
+        levels = core["mod_levels"] / nm.MOD_ONE
         m = 1.0 if core["mod_src"][0] < 0 else levels[int(modulated)]
-        d = s.astype(float) - core["beta"] / 256.0
+        d = s.astype(float) - core["beta"] / nm.BETA_ONE
         f = np.clip(d, -1.0, 1.0)  # the default linear table, in real units
-        term = m * np.outer(core["eta"] * x, f * 256.0) / 256.0
+        # the board's (m_q * eta * x * f_q) >> 16 with m_q = 256 m and f_q = 256 f
+        term = m * np.outer(core["eta"] * x, f)
         active = (x != 0)[:, None]
         h = np.where(active, np.clip(h + term, -core["h_max"][0], core["h_max"][0]), h)
     return v_fire, v, s, h
@@ -74,7 +77,7 @@ def test_float_reference_agrees_within_quantisation_error(seed, learning):
             # floors: one in the leak; per active synapse one in alpha*H >> 8 plus the trace's
             # own rounding (lam^k applied once vs lam * floor(lam^(k-1) H): < 2 trace units),
             # which alpha scales; all of it times |x|.
-            per_synapse = 1.0 + 2.0 * abs(int(core["alpha"][0])) / 256.0 if learning else 0.0
+            per_synapse = 1.0 + 2.0 * abs(int(core["alpha"][0])) / nm.ALPHA_ONE if learning else 0.0
             v_tol = 1.0 + np.abs(x).sum() * per_synapse + 1e-6
             v_int = engine.v_mem[p, :n]
             near = np.abs(v_fire - core["theta"]) <= v_tol + 1

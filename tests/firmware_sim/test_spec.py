@@ -1,9 +1,10 @@
-"""The two overflow helpers at their edges, and the lazy-decay table."""
+"""The two overflow helpers at their edges, the lazy-decay table, and the contract's one home."""
 
 import numpy as np
 import pytest
 
 from firmware_sim import spec
+from protocol import numeric
 
 
 @pytest.mark.parametrize("bits", [8, 16, 24, 32])
@@ -29,12 +30,27 @@ def test_saturate_in_place_writes_into_out():
 def test_lambda_powers_follow_the_floor_recurrence_by_hand():
     # lam = 45000/65536: p1 = 45000, p2 = floor(45000^2 / 2^16) = 30899,
     # p3 = floor(30899 * 45000 / 2^16) = 21216
-    table = spec.lambda_powers(45000)
-    assert table[:4].tolist() == [65536, 45000, 30899, 21216]
-    assert table.size == spec.AGE_MAX + 1
+    table = numeric.lambda_powers(45000)
+    assert table[:4] == (65536, 45000, 30899, 21216)
+    assert len(table) == numeric.AGE_MAX + 1
     assert np.all(np.diff(table) <= 0)
 
 
 def test_lambda_one_never_decays_and_zero_forgets_at_once():
-    assert set(spec.lambda_powers(spec.LAMBDA_ONE).tolist()) == {65536}
-    assert spec.lambda_powers(0)[:3].tolist() == [65536, 0, 0]
+    assert set(numeric.lambda_powers(numeric.LAMBDA_ONE)) == {65536}
+    assert numeric.lambda_powers(0)[:3] == (65536, 0, 0)
+    assert len(numeric.lambda_powers(0)) == numeric.AGE_MAX + 1
+
+
+def test_the_engine_table_is_the_contract_table_and_read_only():
+    table = spec.lambda_table(45000)
+    assert table.dtype == np.int64 and tuple(table.tolist()) == numeric.lambda_powers(45000)
+    with pytest.raises(ValueError):
+        table[0] = 0
+
+
+def test_spec_reads_the_contract_numbers():
+    assert spec.W_EFF_MAX is numeric.W_EFF_MAX and spec.lambda_powers is numeric.lambda_powers
+    assert (spec.W_EFF_MIN, spec.W_EFF_MAX) == (-(2**15), 2**15 - 1)
+    with pytest.raises(AttributeError, match="firmware_sim.spec"):
+        _ = spec.NO_SUCH_WIDTH

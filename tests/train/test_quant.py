@@ -13,13 +13,15 @@ import numpy as np
 import pytest
 import torch
 
+from protocol import numeric as nm
+from protocol.numeric import lambda_powers
 from train.models import ChipFaults, ModelConfig, build_policy
-from train.quant import BoardNumerics, lambda_powers, layer_tables
+from train.quant import BoardNumerics, layer_tables
 from train.snn import init_net_state, net_step
 
 
 def sat(x: np.ndarray, bits: int) -> np.ndarray:
-    return np.clip(x, -(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    return np.clip(x, nm.int_min(bits), nm.int_max(bits))
 
 
 class SpecCore:
@@ -48,31 +50,32 @@ class SpecCore:
         active = np.flatnonzero(x)
         if learn:
             for i in active:
-                k = min(t_plastic - self.last[i], 4095)
-                self.h[i] = (self.h[i] * self.lam_pow[k]) >> 16
-        w_eff = sat((t["weights"] << 8) + ((t["alpha"][0] * self.h) >> 8), 16)
+                k = min(t_plastic - self.last[i], nm.AGE_MAX)
+                self.h[i] = (self.h[i] * self.lam_pow[k]) >> nm.LAMBDA_FRAC
+        w_eff = (t["weights"] << nm.TRACE_FRAC) + ((t["alpha"][0] * self.h) >> nm.ALPHA_FRAC)
+        w_eff = sat(w_eff, nm.W_EFF_BITS)
         if self.stuck is not None:
             w_eff = np.where(self.stuck, 0, w_eff)
         current = (x[active, None] * w_eff[active]).sum(0)
-        self.v = sat(self.v - (self.v >> t["decay_shift"]) + current, 24)
+        self.v = sat(self.v - (self.v >> t["decay_shift"]) + current, nm.MEMBRANE_BITS)
         s = (self.v >= t["theta"]).astype(np.int64)
         if self.dead is not None:
             s, self.v = np.where(self.dead, 0, s), np.where(self.dead, 0, self.v)
         if self.soft:
-            self.v = np.where(s == 1, sat(self.v - t["theta"], 24), self.v)
+            self.v = np.where(s == 1, sat(self.v - t["theta"], nm.MEMBRANE_BITS), self.v)
         else:
             self.v = np.where(s == 1, 0, self.v)
-        m = 256  # spec §3 step 8: the modulator's spike of tick t - 1 picks the level
+        m = nm.MOD_ONE  # spec §3 step 8: the modulator's spike of tick t - 1 picks the level
         if t["mod_src"][0] >= 0:
             m = int(t["mod_levels"][self.s[t["mod_src"][1]]])
         self.s = s
         if learn:
             self.m_seen.add(m)
-            d = (s << 8) - t["beta"]
-            g = t["f_table"][np.clip(d, -512, 511) + 512]
+            d = (s << nm.BETA_FRAC) - t["beta"]
+            g = t["f_table"][np.clip(d, nm.F_INDEX_MIN, nm.F_INDEX_MAX) - nm.F_INDEX_MIN]
             for i in active:
                 self.h[i] = np.clip(
-                    self.h[i] + ((m * t["eta"][i] * x[i] * g) >> 16),
+                    self.h[i] + ((m * t["eta"][i] * x[i] * g) >> nm.PLASTIC_SHIFT),
                     -t["h_max"][0],
                     t["h_max"][0],
                 )
@@ -81,8 +84,8 @@ class SpecCore:
 
 
 def encode(obs: np.ndarray, gain: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    obs_q = sat(np.floor(obs.astype(np.float64) * 2**16).astype(np.int64), 32)
-    return sat((gain * obs_q + (bias << 16)) >> 24, 8)
+    obs_q = sat(np.floor(obs.astype(np.float64) * nm.OBS_ONE).astype(np.int64), nm.OBS_BITS)
+    return sat((gain * obs_q + (bias << nm.OBS_FRAC)) >> nm.ENC_SHIFT, nm.INPUT_BITS)
 
 
 @pytest.mark.parametrize(

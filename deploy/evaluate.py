@@ -41,6 +41,7 @@ from deploy.runner import RunResult, check_episodes, run
 from firmware_sim.errors import FaultError
 from firmware_sim.faults import parse_fault
 from firmware_sim.process import BoardProcess
+from protocol.faultspec import split_fault_spec
 from train.evaluate import closure
 from train.fault_batch import BANDS, fault_spec
 from train.tasks import TASKS, get_task
@@ -144,7 +145,7 @@ def robot_fault_rows(specs: Sequence[str], episodes: Episodes) -> dict[str, list
     rows = {}
     for spec in specs:
         robot_env.parse_robot_fault(spec)  # a bad spec is one sentence here, not mid-table
-        _, _, params = robot_env.split_fault_spec(spec)
+        _, _, params = split_fault_spec(spec, DeployError)
         timed = spec if "onset" in params else f"{spec},onset={episodes.onset}"
         rows[spec] = [timed] * episodes.count
     return rows

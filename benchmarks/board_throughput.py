@@ -32,8 +32,8 @@ import numpy as np
 from deploy.chain import Chain, Decoder, Encoder, Layer
 from deploy.mapping import map_chain
 from firmware_sim.engine import Engine
-from firmware_sim.image import BoardImage
 from firmware_sim.profiles import get_profile
+from firmware_sim.tables import BoardTables
 
 SIZE = 256
 ACTIVITY = 0.10
@@ -54,7 +54,7 @@ class Network:
         return self.chains * self.depth * SIZE
 
 
-def chain_image(weights: list[list[np.ndarray]], theta: np.ndarray, plastic: bool) -> BoardImage:
+def chain_image(weights: list[list[np.ndarray]], theta: np.ndarray, plastic: bool) -> BoardTables:
     """Chains of feed-forward cores, chain c's cores numbered c*depth .. c*depth + depth - 1."""
     images = []
     for chain in weights:
@@ -81,7 +81,7 @@ def chain_image(weights: list[list[np.ndarray]], theta: np.ndarray, plastic: boo
             core = dict(core, core_id=core["core_id"] + offset)
             core["route_dst_core"] = (core["route_dst_core"] + offset).astype(np.int16)
             cores.append(core)
-    return BoardImage("tianjic", images[0].board, cores)
+    return BoardTables("tianjic", images[0].board, cores)
 
 
 def calibrate(rng: np.random.Generator, depth: int, ticks: int = 60) -> tuple[list, np.ndarray]:

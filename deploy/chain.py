@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 
 from deploy.errors import MappingError
-from firmware_sim import spec
+from protocol import numeric
 
 
-def linear_f_table(bound: int = 1 << spec.BETA_FRAC) -> np.ndarray:
+def linear_f_table(bound: int = 1 << numeric.BETA_FRAC) -> np.ndarray:
     """``f(d) = clip(d, -bound, bound)`` as a table (Q7.8; the default bound is 1.0)."""
-    d = np.arange(spec.F_INDEX_MIN, spec.F_INDEX_MAX + 1)
+    d = np.arange(numeric.F_INDEX_MIN, numeric.F_INDEX_MAX + 1)
     return np.clip(d, -bound, bound).astype(np.int16)
 
 
@@ -49,12 +49,12 @@ class Layer:
     theta: int | np.ndarray = 256
     decay_shift: int | np.ndarray = 3
     alpha: int | np.ndarray = 0
-    lam: int | np.ndarray = spec.LAMBDA_ONE
-    h_max: int | np.ndarray = spec.TRACE_MAX
+    lam: int | np.ndarray = numeric.LAMBDA_ONE
+    h_max: int | np.ndarray = numeric.TRACE_MAX
     eta: int | np.ndarray = 0
     beta: int | np.ndarray = 0
     f_table: np.ndarray | None = None
-    mod_levels: tuple[int, int] | np.ndarray = (spec.MOD_ONE, spec.MOD_ONE)
+    mod_levels: tuple[int, int] | np.ndarray = (numeric.MOD_ONE, numeric.MOD_ONE)
     modulator: tuple[int, int] | None = None
     recurrent: bool = False
 
@@ -78,7 +78,7 @@ class Layer:
         return n_axons, n_neurons
 
     def tables(self) -> dict[str, np.ndarray]:
-        """The layer's core tables at full width, in the order of ``firmware_sim.image.TABLES``
+        """The layer's core tables at full width, in the order of ``firmware_sim.tables.TABLES``
         (routing, encoder, decoder and modulator source are the mapper's)."""
         n_axons, n_neurons = self.shape
         return {
@@ -102,9 +102,9 @@ class Encoder:
     it): ``x = sat8((gain*obs_q + bias<<16) >> 24)``."""
 
     src: np.ndarray
-    gain: int | np.ndarray = 1 << spec.ENC_GAIN_FRAC
+    gain: int | np.ndarray = 1 << numeric.ENC_GAIN_FRAC
     bias: int | np.ndarray = 0
-    mode: int = spec.ENC_CURRENT
+    mode: int = numeric.ENC_CURRENT
 
 
 @dataclass
@@ -115,7 +115,7 @@ class Decoder:
     w: int | np.ndarray = 1
     bias: int | np.ndarray = 0
     shift: int | np.ndarray = 0
-    mode: int = spec.DEC_COUNTS
+    mode: int = numeric.DEC_COUNTS
 
 
 @dataclass
@@ -130,7 +130,7 @@ class Chain:
     obs_dim: int
     act_dim: int
     ticks_per_step: int = 8
-    reset_mode: int = spec.RESET_SOFT
+    reset_mode: int = numeric.RESET_SOFT
     scales: dict[str, float] = field(default_factory=dict)
 
     def board(self) -> dict[str, Any]:

@@ -34,8 +34,8 @@ from deploy.chain import Chain, Decoder, Encoder, Layer
 from deploy.errors import DeployError
 from deploy.mapping import map_chain
 from firmware_sim.engine import Engine
-from firmware_sim.image import BoardImage
 from firmware_sim.profiles import get_profile
+from firmware_sim.tables import BoardTables
 from protocol.numeric import ENC_GAIN_ONE
 from train.quant import BoardNumerics, layer_scales, layer_tables, quantise_layer
 from train.scenarios.common import mean_ci95
@@ -124,7 +124,7 @@ def torch_board_scores(
         return state.h, query_scores(x_q, state.h, binding.layer, ticks, numerics)
 
 
-def build_board_image(binding: BoardBinding, ticks: int, profile: str = "tianjic") -> BoardImage:
+def build_board_image(binding: BoardBinding, ticks: int, profile: str = "tianjic") -> BoardTables:
     """A one-core firmware_sim image of the binding layer."""
     n_axons = binding.n_features + binding.n_way
     chain = Chain(

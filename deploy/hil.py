@@ -89,10 +89,10 @@ def check_status(s: Suite) -> str:
 
 
 def check_flash(s: Suite) -> str:
-    from firmware_sim.container import pack_image
+    from firmware_sim.tables_io import pack_tables
 
     s.board_image = conformance_image(s.profile)
-    s.image = pack_image(s.board_image)
+    s.image = pack_tables(s.board_image)
     result = s.client.flash(s.image)
     expect(result.size == len(s.image), "the board holds an image of another size.")
     return f"{result.size} bytes, slot {result.slot}, Hash of data verified."

@@ -53,10 +53,10 @@ import numpy as np
 from deploy.chain import Chain, Decoder, Encoder, Layer, per_element
 from deploy.errors import MappingError
 from deploy.quantise import QuantisedNetwork
-from firmware_sim import spec
-from firmware_sim.image import BoardImage
 from firmware_sim.profiles import Profile
 from firmware_sim.rules import violations
+from firmware_sim.tables import BoardTables
+from protocol import numeric
 
 
 @dataclass(frozen=True)
@@ -162,14 +162,14 @@ def trained_chain(q: QuantisedNetwork, encoder_copies: int = 1, readout_copies: 
         src=np.concatenate([np.tile(np.arange(q.n_obs), encoder_copies), recurrent_rows - 1]),
         gain=np.concatenate([np.tile(q.enc_gain, encoder_copies), recurrent_rows]),
         bias=np.concatenate([np.tile(q.enc_bias, encoder_copies), recurrent_rows]),
-        mode=spec.ENC_CURRENT,
+        mode=numeric.ENC_CURRENT,
     )
     decoder = Decoder(
         dst=np.tile(np.arange(q.n_act), len(dec_w) // q.n_act),
         w=dec_w,
         bias=q.dec_bias,
         shift=q.dec_shift,
-        mode=spec.DEC_MEMBRANE,
+        mode=numeric.DEC_MEMBRANE,
     )
     layers = [Layer.from_tables(hidden, recurrent=True), Layer.from_tables(readout)]
     return Chain(layers, encoder, decoder, q.n_obs, q.n_act, q.ticks, q.reset_mode, q.scales)
@@ -253,7 +253,7 @@ def routes(span: Span, targets: list[tuple[int, int]]) -> dict[str, np.ndarray]:
     }
 
 
-def map_chain(chain: Chain, profile: Profile, meta: dict[str, Any] | None = None) -> BoardImage:
+def map_chain(chain: Chain, profile: Profile, meta: dict[str, Any] | None = None) -> BoardTables:
     """The board image of ``chain`` on ``profile``; every design rule is checked before it
     returns. This is the one mapper: a trained network comes here through :func:`map_network`."""
     layout = plan_chain(chain, profile)
@@ -280,7 +280,7 @@ def map_chain(chain: Chain, profile: Profile, meta: dict[str, Any] | None = None
                 part = table[:, neurons] if name == "weights" else table
                 core[name] = (part[neurons] if name in PER_NEURON else part).copy()
             cores.append({**core, **routes(span, targets)})
-    image = BoardImage(profile.name, chain.board(), cores, dict(meta or {}), dict(chain.scales))
+    image = BoardTables(profile.name, chain.board(), cores, dict(meta or {}), dict(chain.scales))
     broken = violations(image, profile)
     if broken:
         raise MappingError("the mapped image breaks the design rules: " + " ".join(broken))
@@ -293,7 +293,7 @@ def map_network(
     meta: dict[str, Any] | None = None,
     encoder_copies: int = 1,
     readout_copies: int = 1,
-) -> BoardImage:
+) -> BoardTables:
     """The board image of the trained network ``q`` on ``profile``, design rules checked."""
     layout = plan(q, profile, encoder_copies, readout_copies)
     meta = {
@@ -305,7 +305,7 @@ def map_network(
     return map_chain(trained_chain(q, encoder_copies, readout_copies), profile, meta)
 
 
-def resources(image: BoardImage, profile: Profile) -> dict[str, Any]:
+def resources(image: BoardTables, profile: Profile) -> dict[str, Any]:
     """Cores, neurons, synapses, weight and trace memory, and utilisation per core."""
     per_core = []
     for core in image.cores:

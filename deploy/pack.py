@@ -15,7 +15,7 @@ from typing import Any
 from deploy.errors import DeployError
 from deploy.mapping import map_network, resources
 from deploy.quantise import Checkpoint, QuantisedNetwork, load_checkpoint, quantise
-from firmware_sim.image import BoardImage
+from firmware_sim.tables import BoardTables
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class Packed:
     """A packed image and the reports that came with it."""
 
     data: bytes
-    image: BoardImage
+    image: BoardTables
     network: QuantisedNetwork
     resources: dict[str, Any]
     checkpoint: Checkpoint
@@ -72,9 +72,9 @@ def pack_checkpoint(
 ) -> Packed:
     """Quantise, map and pack ``checkpoint`` for ``profile`` (``encoder_copies`` and
     ``readout_copies``: see ``deploy.mapping``)."""
-    from firmware_sim.container import pack_image
     from firmware_sim.errors import BoardError
     from firmware_sim.profiles import get_profile
+    from firmware_sim.tables_io import pack_tables
     from protocol.image import Provenance
 
     ck = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
@@ -94,5 +94,5 @@ def pack_checkpoint(
     }
     image = map_network(network, board_profile, meta, encoder_copies, readout_copies)
     provenance = Provenance.now(ck.task, ck.seed, git_revision())
-    data = pack_image(image, signing_key, provenance)
+    data = pack_tables(image, signing_key, provenance)
     return Packed(data, image, network, resources(image, board_profile), ck)

@@ -25,9 +25,9 @@ from firmware_sim.faults import (
     SYNAPSE_KINDS,
     Fault,
 )
-from firmware_sim.image import BoardImage
 from firmware_sim.profiles import Profile, get_profile
 from firmware_sim.rules import check
+from firmware_sim.tables import BoardTables
 from protocol import numeric
 
 NO_STUCK = (np.zeros((1, 1), bool), np.zeros((1, 1), np.int32))
@@ -77,7 +77,7 @@ class Telemetry:
 class Engine:
     """A loaded image and its running state. ``step(obs)`` is one control step of T ticks."""
 
-    def __init__(self, image: BoardImage, profile: Profile | None = None) -> None:
+    def __init__(self, image: BoardTables, profile: Profile | None = None) -> None:
         self.profile = profile or get_profile(image.profile)
         check(image, self.profile)
         self.image = image
@@ -90,7 +90,7 @@ class Engine:
         self.reset()
 
     # ----------------------------------------------------------------- loading
-    def _load_tables(self, image: BoardImage) -> None:
+    def _load_tables(self, image: BoardTables) -> None:
         """The image's tables in the kernel's layout (see the module docstring)."""
         cores = sorted(image.cores, key=lambda core: int(core["core_id"]))
         self.core_ids = [int(core["core_id"]) for core in cores]

@@ -12,15 +12,15 @@ from collections.abc import Callable
 
 import numpy as np
 
-from firmware_sim import spec
 from firmware_sim.errors import DesignRuleError
-from firmware_sim.image import BOARD_INTS, BOARD_TABLES, CORE_INTS, TABLES, BoardImage
 from firmware_sim.profiles import Profile
+from firmware_sim.tables import BOARD_INTS, BOARD_TABLES, CORE_INTS, TABLES, BoardTables
+from protocol import numeric
 
-Rule = Callable[[BoardImage, Profile], str | None]
+Rule = Callable[[BoardTables, Profile], str | None]
 
 
-def profile_matches(image: BoardImage, profile: Profile) -> str | None:
+def profile_matches(image: BoardTables, profile: Profile) -> str | None:
     if image.profile != profile.name:
         return (
             f"The image is built for profile {image.profile!r} but this board is "
@@ -29,7 +29,7 @@ def profile_matches(image: BoardImage, profile: Profile) -> str | None:
     return None
 
 
-def core_count_and_ids(image: BoardImage, profile: Profile) -> str | None:
+def core_count_and_ids(image: BoardTables, profile: Profile) -> str | None:
     if not image.cores:
         return "The image has no cores; map at least one layer onto a core."
     if len(image.cores) > profile.n_cores:
@@ -52,7 +52,7 @@ def core_count_and_ids(image: BoardImage, profile: Profile) -> str | None:
     return None
 
 
-def core_sizes(image: BoardImage, profile: Profile) -> str | None:
+def core_sizes(image: BoardTables, profile: Profile) -> str | None:
     for core in image.cores:
         a, n = int(core["n_axons"]), int(core["n_neurons"])
         if not 1 <= a <= profile.axons_per_core:
@@ -68,7 +68,7 @@ def core_sizes(image: BoardImage, profile: Profile) -> str | None:
     return None
 
 
-def tables_present(image: BoardImage, profile: Profile) -> str | None:
+def tables_present(image: BoardTables, profile: Profile) -> str | None:
     for core in image.cores:
         a, n = int(core["n_axons"]), int(core["n_neurons"])
         routes = core.get("route_src")
@@ -94,43 +94,47 @@ def tables_present(image: BoardImage, profile: Profile) -> str | None:
     return None
 
 
-def thresholds_in_range(image: BoardImage, profile: Profile) -> str | None:
+def thresholds_in_range(image: BoardTables, profile: Profile) -> str | None:
     for core in image.cores:
         theta = core["theta"]
-        if theta.min() < 1 or theta.max() > spec.V_MAX:
+        if theta.min() < 1 or theta.max() > numeric.V_MAX:
             return (
-                f"Core {core['core_id']} has a threshold outside 1..{spec.V_MAX}; "
+                f"Core {core['core_id']} has a threshold outside 1..{numeric.V_MAX}; "
                 "thresholds must be positive and fit the 24-bit membrane."
             )
     return None
 
 
-def leak_shifts_in_range(image: BoardImage, profile: Profile) -> str | None:
+def leak_shifts_in_range(image: BoardTables, profile: Profile) -> str | None:
     for core in image.cores:
         shift = core["decay_shift"]
-        if shift.min() < 0 or shift.max() > spec.MEMBRANE_BITS - 1:
-            return f"Core {core['core_id']} has a leak shift outside 0..{spec.MEMBRANE_BITS - 1}."
+        if shift.min() < 0 or shift.max() > numeric.MEMBRANE_BITS - 1:
+            return (
+                f"Core {core['core_id']} has a leak shift outside 0..{numeric.MEMBRANE_BITS - 1}."
+            )
     return None
 
 
-def plasticity_in_range(image: BoardImage, profile: Profile) -> str | None:
+def plasticity_in_range(image: BoardTables, profile: Profile) -> str | None:
     for core in image.cores:
         lam, h_max = int(core["lam"][0]), int(core["h_max"][0])
-        if not 0 <= lam <= spec.LAMBDA_ONE:
+        if not 0 <= lam <= numeric.LAMBDA_ONE:
             return (
                 f"Core {core['core_id']} has lam={lam}; the trace decay must lie in "
-                f"0..{spec.LAMBDA_ONE} (Q0.16)."
+                f"0..{numeric.LAMBDA_ONE} (Q0.16)."
             )
-        if not 0 <= h_max <= spec.TRACE_MAX:
-            return f"Core {core['core_id']} has h_max={h_max}; it must lie in 0..{spec.TRACE_MAX}."
+        if not 0 <= h_max <= numeric.TRACE_MAX:
+            return (
+                f"Core {core['core_id']} has h_max={h_max}; it must lie in 0..{numeric.TRACE_MAX}."
+            )
     return None
 
 
-def _core_index(image: BoardImage) -> dict[int, dict]:
+def _core_index(image: BoardTables) -> dict[int, dict]:
     return {int(core["core_id"]): core for core in image.cores}
 
 
-def routes_exist(image: BoardImage, profile: Profile) -> str | None:
+def routes_exist(image: BoardTables, profile: Profile) -> str | None:
     cores = _core_index(image)
     for core in image.cores:
         n = int(core["n_neurons"])
@@ -151,7 +155,7 @@ def routes_exist(image: BoardImage, profile: Profile) -> str | None:
     return None
 
 
-def routes_per_core(image: BoardImage, profile: Profile) -> str | None:
+def routes_per_core(image: BoardTables, profile: Profile) -> str | None:
     for core in image.cores:
         if core["route_src"].size > profile.routes_per_core:
             return (
@@ -161,7 +165,7 @@ def routes_per_core(image: BoardImage, profile: Profile) -> str | None:
     return None
 
 
-def one_source_per_axon(image: BoardImage, profile: Profile) -> str | None:
+def one_source_per_axon(image: BoardTables, profile: Profile) -> str | None:
     sources: dict[tuple[int, int], int] = {}
     for core in image.cores:
         for axon in np.flatnonzero(core["enc_src"] >= 0):
@@ -178,7 +182,7 @@ def one_source_per_axon(image: BoardImage, profile: Profile) -> str | None:
     return None
 
 
-def io_indices_in_range(image: BoardImage, profile: Profile) -> str | None:
+def io_indices_in_range(image: BoardTables, profile: Profile) -> str | None:
     obs_dim, act_dim = int(image.board["obs_dim"]), int(image.board["act_dim"])
     for core in image.cores:
         if core["enc_src"].max(initial=-1) >= obs_dim or core["enc_src"].min(initial=0) < -1:
@@ -188,7 +192,7 @@ def io_indices_in_range(image: BoardImage, profile: Profile) -> str | None:
     return None
 
 
-def modulator_exists(image: BoardImage, profile: Profile) -> str | None:
+def modulator_exists(image: BoardTables, profile: Profile) -> str | None:
     cores = _core_index(image)
     for core in image.cores:
         mod_core, mod_neuron = (int(v) for v in core["mod_src"])
@@ -203,10 +207,10 @@ def modulator_exists(image: BoardImage, profile: Profile) -> str | None:
     return None
 
 
-def board_settings_in_range(image: BoardImage, profile: Profile) -> str | None:
+def board_settings_in_range(image: BoardTables, profile: Profile) -> str | None:
     board = image.board
-    if not 1 <= int(board["ticks_per_step"]) <= spec.MAX_TICKS_PER_STEP:
-        return f"ticks_per_step must lie in 1..{spec.MAX_TICKS_PER_STEP}."
+    if not 1 <= int(board["ticks_per_step"]) <= numeric.MAX_TICKS_PER_STEP:
+        return f"ticks_per_step must lie in 1..{numeric.MAX_TICKS_PER_STEP}."
     for name in ("reset_mode", "enc_mode", "dec_mode"):
         if int(board[name]) not in (0, 1):
             return f"{name} must be 0 or 1."
@@ -234,7 +238,7 @@ VALUE_RULES: tuple[Rule, ...] = (
 )
 
 
-def violations(image: BoardImage, profile: Profile) -> list[str]:
+def violations(image: BoardTables, profile: Profile) -> list[str]:
     """Every broken rule as a sentence (structural failures stop the check early)."""
     for rule in STRUCTURAL_RULES:
         message = rule(image, profile)
@@ -243,7 +247,7 @@ def violations(image: BoardImage, profile: Profile) -> list[str]:
     return [message for rule in VALUE_RULES if (message := rule(image, profile))]
 
 
-def check(image: BoardImage, profile: Profile) -> None:
+def check(image: BoardTables, profile: Profile) -> None:
     """Raise ``DesignRuleError`` with one sentence per broken rule, or return quietly."""
     found = violations(image, profile)
     if found:

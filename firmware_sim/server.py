@@ -20,13 +20,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from firmware_sim import spec
-from firmware_sim.container import image_from_bytes
 from firmware_sim.engine import Engine
 from firmware_sim.errors import BoardError, FlashError
 from firmware_sim.faults import Fault
 from firmware_sim.flash import FlashStore
 from firmware_sim.profiles import Profile, get_profile
+from firmware_sim.tables_io import tables_from_image
+from protocol import numeric
 from protocol.board import BOARD_MAX_PAYLOAD, FlashReceiver, Responder
 from protocol.errors import RequestRejected
 from protocol.messages import PROTOCOL_VERSION, ErrorCode, MessageType
@@ -80,7 +80,7 @@ class Board:
     # ----------------------------------------------------------------- images
     def check_image(self, data: bytes) -> None:
         """Decode and design-rule check (FlashReceiver runs this before committing)."""
-        Engine(image_from_bytes(data, self.public_key), self.profile)
+        Engine(tables_from_image(data, self.public_key), self.profile)
 
     def boot_from_flash(self) -> bool:
         """Boot the active slot's image if there is a good one; stay idle otherwise."""
@@ -96,7 +96,7 @@ class Board:
         return True
 
     def _start(self, slot: int, data: bytes) -> None:
-        engine = Engine(image_from_bytes(data, self.public_key), self.profile)
+        engine = Engine(tables_from_image(data, self.public_key), self.profile)
         learning = self.engine.learning if self.engine is not None else False
         self.engine, self.active_slot = engine, slot
         self.engine.learning = learning
@@ -213,7 +213,7 @@ class Board:
                 f"STEP inputs must be {engine.obs_dim} numbers, got {inputs.dtype} {inputs.shape}.",
             )
         ticks = body.get("ticks")
-        if ticks is not None and not 1 <= ticks <= spec.MAX_TICKS_PER_STEP:
+        if ticks is not None and not 1 <= ticks <= numeric.MAX_TICKS_PER_STEP:
             raise RequestRejected(ErrorCode.BAD_REQUEST, "ticks must lie in 1..255.")
         try:
             outputs = engine.step(inputs, ticks)

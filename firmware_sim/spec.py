@@ -1,30 +1,21 @@
 """The engine's numpy helpers over the board's numeric contract (``docs/board-spec.md``).
 
 The numbers themselves (every width, shift and limit) are declared once, in
-:mod:`protocol.numeric`, the contract that host and board share; ``spec.X`` still reads each of
-them, so engine code can keep one name for its constants. What lives here is what needs numpy: the
-two overflow helpers, ``saturate`` (clamp to a signed width) and ``wrap`` (keep the low bits as
-two's complement), and the lazy-decay table as a read-only array. Nothing else in the engine
+:mod:`protocol.numeric`, the contract that host and board share, and read from there. What
+lives here is what needs numpy: the two overflow helpers, ``saturate`` (clamp to a signed width)
+and ``wrap`` (keep the low bits as two's complement), and the lazy-decay table as a read-only
+array. Nothing else in the engine
 invents its own overflow rule.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
 
 import numpy as np
 
 from protocol import numeric
 from protocol.numeric import int_max, int_min
-
-
-def __getattr__(name: str) -> Any:
-    """``spec.X`` for every name of the contract (``protocol.numeric``), which is not repeated."""
-    try:
-        return getattr(numeric, name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
 
 
 def saturate(x: np.ndarray | int, bits: int, out: np.ndarray | None = None) -> np.ndarray:

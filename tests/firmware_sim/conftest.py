@@ -7,17 +7,17 @@ import pytest
 
 from deploy.chain import Chain, Decoder, Encoder, Layer
 from deploy.mapping import map_chain
-from firmware_sim import spec
 from firmware_sim.engine import Engine
-from firmware_sim.image import BoardImage
 from firmware_sim.profiles import get_profile
+from firmware_sim.tables import BoardTables
+from protocol import numeric
 
-ONE = 1 << spec.ENC_GAIN_FRAC  # encoder gain 1.0: obs 3.0 -> x = 3
+ONE = 1 << numeric.ENC_GAIN_FRAC  # encoder gain 1.0: obs 3.0 -> x = 3
 
 
 def chain_image(
     layers: list[Layer], obs_dim: int | None = None, modulator=None, **board
-) -> BoardImage:
+) -> BoardTables:
     """A feed-forward stack on the small profile; the encoder feeds observation i to axon i and
     the decoder maps output neuron j to action j with weight 1 (spike counts). ``modulator``
     (layer, neuron) gates the plasticity of every layer."""

@@ -5,8 +5,8 @@ Units: a spike (or x = 1) through W = 1 adds 256 to v_mem (Q.8 effective weight)
 import numpy as np
 
 from deploy.chain import Layer
-from firmware_sim import spec
 from firmware_sim.engine import Engine
+from protocol import numeric
 from tests.firmware_sim.conftest import chain_image, weights
 
 
@@ -64,14 +64,14 @@ def test_negative_leak_floors_towards_minus_infinity(make_engine):
 def test_membrane_saturates_at_24_bits(make_engine):
     # W = 127, x = 127: I = 127*127*256 = 4129024; no leak below 2^23 with shift 23.
     # t1: 4129024, t2: 8258048, t3: 12387072 -> saturates at 2^23 - 1 = theta -> spike, soft -> 0.
-    up = make_engine([Layer(weights([127]), theta=spec.V_MAX, decay_shift=23)])
+    up = make_engine([Layer(weights([127]), theta=numeric.V_MAX, decay_shift=23)])
     v, s = run(up, [[127]] * 3)
     assert v == [[4129024], [8258048], [0]] and s == [[0], [0], [1]]
     # W = -128: I = -4161536. A negative potential floors: -4161536 >> 23 = -1, so the leak adds 1:
     # t2: -4161536 + 1 - 4161536 = -8323071; t3: -12484606 saturates at -2^23.
-    down = make_engine([Layer(weights([-128]), theta=spec.V_MAX, decay_shift=23)])
+    down = make_engine([Layer(weights([-128]), theta=numeric.V_MAX, decay_shift=23)])
     v, _ = run(down, [[127]] * 3)
-    assert v == [[-4161536], [-8323071], [spec.V_MIN]]
+    assert v == [[-4161536], [-8323071], [numeric.V_MIN]]
 
 
 def test_encoder_saturates_to_int8_and_floors(make_engine):

@@ -13,8 +13,8 @@ import time
 import numpy as np
 import pytest
 
-from firmware_sim.container import pack_image
 from firmware_sim.process import BoardProcess
+from firmware_sim.tables_io import pack_tables
 from protocol.client import Client
 from protocol.framing import encode_frame
 from protocol.messages import Message, MessageType
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.hil
 
 def make_image(seed: int) -> bytes:
     rng = np.random.default_rng(seed)
-    return pack_image(chain_image(random_layers(rng, [6, 32, 32, 3]), ticks_per_step=4))
+    return pack_tables(chain_image(random_layers(rng, [6, 32, 32, 3]), ticks_per_step=4))
 
 
 def client_of(board: BoardProcess) -> Client:

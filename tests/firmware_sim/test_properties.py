@@ -5,8 +5,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware_sim import spec
 from firmware_sim.engine import Engine
+from protocol import numeric
 from tests.firmware_sim.conftest import chain_image, random_layers
 
 networks = st.tuples(
@@ -34,12 +34,12 @@ def test_no_value_leaves_its_bit_width(network):
     h_max = engine.row_h_max[:, None]
     for obs in observations:
         engine.step(obs)
-        assert engine.v_mem.min() >= spec.V_MIN
-        assert engine.v_mem.max() <= spec.V_MAX
+        assert engine.v_mem.min() >= numeric.V_MIN
+        assert engine.v_mem.max() <= numeric.V_MAX
         assert np.all(np.abs(engine.traces) <= h_max)
-        assert engine.traces.min() >= spec.TRACE_MIN
-        assert engine.traces.max() <= spec.TRACE_MAX
-        assert np.all((engine.enc_phase >= 0) & (engine.enc_phase < 2 * spec.DELTA_LEVEL))
+        assert engine.traces.min() >= numeric.TRACE_MIN
+        assert engine.traces.max() <= numeric.TRACE_MAX
+        assert np.all((engine.enc_phase >= 0) & (engine.enc_phase < 2 * numeric.DELTA_LEVEL))
         assert engine.counts.max() <= engine.ticks_per_step
 
 

@@ -14,22 +14,22 @@ import pytest
 
 from deploy.chain import Chain, Decoder, Encoder
 from deploy.mapping import map_chain
-from firmware_sim import spec
 from firmware_sim.engine import Engine
 from firmware_sim.faults import Fault
-from firmware_sim.image import BoardImage
 from firmware_sim.profiles import get_profile
+from firmware_sim.tables import BoardTables
+from protocol import numeric
 from tests.firmware_sim.conftest import chain_image, random_layers
 
 
 def sat(x, bits):
-    return np.clip(x, spec.int_min(bits), spec.int_max(bits))
+    return np.clip(x, numeric.int_min(bits), numeric.int_max(bits))
 
 
 class SpecBoard:
     """The spec, written plainly: one core at a time, one active row at a time."""
 
-    def __init__(self, image: BoardImage) -> None:
+    def __init__(self, image: BoardTables) -> None:
         self.cores = [
             {
                 k: (np.asarray(v).astype(np.int64) if not np.isscalar(v) else int(v))
@@ -42,7 +42,7 @@ class SpecBoard:
         self.A = max(int(c["n_axons"]) for c in self.cores)  # the fault grid is padded to these
         self.N = max(int(c["n_neurons"]) for c in self.cores)
         self.lam_pow = [
-            np.array(spec.lambda_powers(int(c["lam"][0])), np.int64) for c in self.cores
+            np.array(numeric.lambda_powers(int(c["lam"][0])), np.int64) for c in self.cores
         ]
         self.faults: list[tuple[Fault, np.random.Generator, dict]] = []
         self.learning = False
@@ -75,7 +75,7 @@ class SpecBoard:
             )
             draw = rng.random((C * self.A, self.N)) < fraction
             value = 0 if fault.kind == "stuck-zero" else int(fault.magnitude) << 8
-            masks["value"] = int(sat(value, spec.W_EFF_BITS))
+            masks["value"] = int(sat(value, numeric.W_EFF_BITS))
             for p in self._cores_of(fault):
                 a, n = self.w[p].shape
                 masks[p] = draw[p * self.A : p * self.A + a, :n]
@@ -174,7 +174,7 @@ class SpecBoard:
             if self.learning:  # 3. lazy decay
                 self.updates += len(active) * n
                 for i in active:
-                    k = min(self.t_plastic - self.last[p][i], spec.AGE_MAX)
+                    k = min(self.t_plastic - self.last[p][i], numeric.AGE_MAX)
                     self.h[p][i] = (self.h[p][i] * self.lam_pow[p][k]) >> 16
             current = np.zeros(n, np.int64)  # 4. integrate, stuck synapses replace w_eff
             for i in active:
@@ -219,7 +219,7 @@ class SpecBoard:
     def read_traces(self) -> list[np.ndarray]:
         out = []
         for p in range(len(self.cores)):
-            age = np.minimum(self.t_plastic - self.last[p], spec.AGE_MAX)
+            age = np.minimum(self.t_plastic - self.last[p], numeric.AGE_MAX)
             out.append((self.h[p] * self.lam_pow[p][age][:, None]) >> 16)
         return out
 
@@ -251,7 +251,7 @@ def random_board(seed: int) -> tuple[Engine, SpecBoard, np.random.Generator]:
         sizes[-1] = int(rng.integers(33, 60))
     layers = random_layers(rng, sizes)
     for layer in layers[::2]:  # a bounded tanh-like table on some layers, the linear one elsewhere
-        layer.f_table = np.clip(rng.integers(-300, 300, spec.F_TABLE_SIZE), -256, 256).astype(
+        layer.f_table = np.clip(rng.integers(-300, 300, numeric.F_TABLE_SIZE), -256, 256).astype(
             np.int16
         )
     if seed % 4 in (1, 2):

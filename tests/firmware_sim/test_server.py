@@ -7,9 +7,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from firmware_sim.container import image_from_bytes, pack_image
 from firmware_sim.flash import FlashStore
 from firmware_sim.server import Board
+from firmware_sim.tables_io import pack_tables, tables_from_image
 from protocol.client import Client
 from protocol.errors import RemoteError
 from protocol.messages import ErrorCode
@@ -19,7 +19,7 @@ from tests.firmware_sim.conftest import board_fault, chain_image, random_layers
 
 def small_image(seed: int) -> bytes:
     rng = np.random.default_rng(seed)
-    return pack_image(chain_image(random_layers(rng, [6, 20, 3]), ticks_per_step=4))
+    return pack_tables(chain_image(random_layers(rng, [6, 20, 3]), ticks_per_step=4))
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def flash_and_boot(client, image: bytes) -> dict:
 
 def test_container_round_trip_keeps_every_table():
     image = chain_image(random_layers(np.random.default_rng(0), [6, 20, 3]))
-    back = image_from_bytes(pack_image(image))
+    back = tables_from_image(pack_tables(image))
     assert back.profile == image.profile and back.board["act_dim"] == 3
     for a, b in zip(image.cores, back.cores, strict=True):
         assert a.keys() == b.keys()
@@ -100,7 +100,7 @@ def test_second_image_goes_to_the_other_slot_and_a_bad_one_never_boots(client, b
     wrong_profile = chain_image(random_layers(np.random.default_rng(2), [6, 20, 3]))
     wrong_profile.profile = "tianjic"
     with pytest.raises(RemoteError) as info:
-        client.flash(pack_image(wrong_profile))
+        client.flash(pack_tables(wrong_profile))
     assert info.value.code == ErrorCode.IMAGE_REJECTED and "profile" in info.value.sentence
     assert board.active_slot == 1 and board.store.slot_image(0) is not None
 
@@ -127,11 +127,11 @@ def test_a_board_with_a_key_takes_only_images_signed_with_it(tmp_path):
     transport.open()
     client = Client(transport, timeout=0.5)
     image = chain_image(random_layers(np.random.default_rng(0), [6, 20, 3]))
-    for refused in (pack_image(image), pack_image(image, stranger)):
+    for refused in (pack_tables(image), pack_tables(image, stranger)):
         with pytest.raises(RemoteError) as info:
             client.flash(refused)
         assert info.value.code == ErrorCode.IMAGE_REJECTED and "signature" in info.value.sentence
-    assert client.boot(client.flash(pack_image(image, key)).slot)["slot"] == 0
+    assert client.boot(client.flash(pack_tables(image, key)).slot)["slot"] == 0
 
 
 def test_bad_requests_get_one_sentence(client):

@@ -23,8 +23,8 @@ def test_wrap_is_twos_complement_at_the_edges(bits):
 
 def test_saturate_in_place_writes_into_out():
     v = np.array([2**23, -(2**23) - 7], dtype=np.int64)
-    spec.saturate(v, spec.MEMBRANE_BITS, out=v)
-    assert v.tolist() == [spec.V_MAX, spec.V_MIN]
+    spec.saturate(v, numeric.MEMBRANE_BITS, out=v)
+    assert v.tolist() == [numeric.V_MAX, numeric.V_MIN]
 
 
 def test_lambda_powers_follow_the_floor_recurrence_by_hand():
@@ -47,10 +47,3 @@ def test_the_engine_table_is_the_contract_table_and_read_only():
     assert table.dtype == np.int64 and tuple(table.tolist()) == numeric.lambda_powers(45000)
     with pytest.raises(ValueError):
         table[0] = 0
-
-
-def test_spec_reads_the_contract_numbers():
-    assert spec.W_EFF_MAX is numeric.W_EFF_MAX and spec.lambda_powers is numeric.lambda_powers
-    assert (spec.W_EFF_MIN, spec.W_EFF_MAX) == (-(2**15), 2**15 - 1)
-    with pytest.raises(AttributeError, match="firmware_sim.spec"):
-        _ = spec.NO_SUCH_WIDTH

@@ -1,4 +1,4 @@
-"""Bytes <-> ``BoardImage``: the board's view of protocol's core-image container (``.glc``).
+"""Core image bytes (``.glc``) <-> ``BoardTables``, the tables the board runs.
 
 The container (``protocol.image``: magic, format version, SHA-256 over the body, optional
 Ed25519 signature) carries the board's tables as docs/board-spec.md §5 names them:
@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from firmware_sim.errors import BoardError
-from firmware_sim.image import BOARD_INTS, BOARD_TABLES, BoardImage
-from protocol import image as container
+from firmware_sim.tables import BOARD_INTS, BOARD_TABLES, BoardTables
+from protocol import image as core_image
 from protocol.errors import ImageError
 
 
@@ -29,38 +29,38 @@ class ImageDecodeError(BoardError):
     """The bytes are not a core image this board can read (or trust)."""
 
 
-def pack_image(
-    image: BoardImage,
+def pack_tables(
+    tables: BoardTables,
     signing_key: Any = None,
-    provenance: container.Provenance | None = None,
+    provenance: core_image.Provenance | None = None,
 ) -> bytes:
-    """The ``.glc`` bytes of ``image`` (signed with an Ed25519 key when one is given)."""
-    meta = dict(image.meta)
-    core_image = container.CoreImage(
-        profile=image.profile,
-        provenance=provenance or container.Provenance.now("unknown", 0, "unknown"),
-        cores=tuple({k: _plain(v) for k, v in core.items()} for core in image.cores),
-        scales={str(k): float(v) for k, v in image.scales.items()},
+    """The ``.glc`` bytes of ``tables`` (signed with an Ed25519 key when one is given)."""
+    meta = dict(tables.meta)
+    image = core_image.CoreImage(
+        profile=tables.profile,
+        provenance=provenance or core_image.Provenance.now("unknown", 0, "unknown"),
+        cores=tuple({k: _plain(v) for k, v in core.items()} for core in tables.cores),
+        scales={str(k): float(v) for k, v in tables.scales.items()},
         encoder={},
-        decoder={name: np.asarray(image.board[name]) for name in BOARD_TABLES},
-        network={name: int(image.board[name]) for name in BOARD_INTS},
+        decoder={name: np.asarray(tables.board[name]) for name in BOARD_TABLES},
+        network={name: int(tables.board[name]) for name in BOARD_INTS},
         meta=meta,
     )
     try:
-        return container.pack(core_image, signing_key)
+        return core_image.pack(image, signing_key)
     except ImageError as error:
         raise ImageDecodeError(f"the image cannot be packed: {error}") from None
 
 
-def image_from_bytes(data: bytes, public_key: Any = None) -> BoardImage:
+def tables_from_image(data: bytes, public_key: Any = None) -> BoardTables:
     """Open, verify and convert an image; every refusal is one ``ImageDecodeError`` sentence."""
     try:
-        opened = container.unpack(data, public_key)
+        opened = core_image.unpack(data, public_key)
     except ImageError as error:
         raise ImageDecodeError(str(error)) from None
     board: dict[str, Any] = dict(opened.network)
     board.update(opened.decoder)
-    return BoardImage(
+    return BoardTables(
         profile=opened.profile,
         board=board,
         cores=[dict(core) for core in opened.cores],

@@ -1,7 +1,9 @@
-"""What the board runs: an image's board section and per-core tables (docs/board-spec.md §5).
+"""What the board runs: a core image's board section and per-core tables (docs/board-spec.md §5).
 
-``BoardImage`` is the board's in-memory view of a core image; ``TABLES`` is the schema every
-core must follow (checked by ``firmware_sim.rules``). The board only runs images: mapping a
+Two things are called "image" nowhere else: the *core image* is the signed wire format
+(``protocol.image``, a ``.glc`` file); ``BoardTables`` is what the board decodes it into and
+runs (``firmware_sim.tables_io`` converts between the two). ``TABLES`` is the schema every core
+must follow (checked by ``firmware_sim.rules``). The board only runs images: mapping a
 network onto cores is the host's job (``deploy.mapping``).
 """
 
@@ -13,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from firmware_sim import spec
 from firmware_sim.errors import BoardError
+from protocol import numeric
 
 CORE_INTS = ("core_id", "n_axons", "n_neurons")
 BOARD_INTS = ("ticks_per_step", "obs_dim", "act_dim", "reset_mode", "enc_mode", "dec_mode")
@@ -31,7 +33,7 @@ TABLES: dict[str, tuple[type, Shape]] = {
     "h_max": (np.int16, lambda a, n, e: (1,)),
     "eta": (np.int16, lambda a, n, e: (a,)),
     "beta": (np.int16, lambda a, n, e: (n,)),
-    "f_table": (np.int16, lambda a, n, e: (spec.F_TABLE_SIZE,)),
+    "f_table": (np.int16, lambda a, n, e: (numeric.F_TABLE_SIZE,)),
     "mod_src": (np.int16, lambda a, n, e: (2,)),
     "mod_levels": (np.int16, lambda a, n, e: (2,)),
     "enc_src": (np.int16, lambda a, n, e: (a,)),
@@ -50,7 +52,7 @@ BOARD_TABLES: dict[str, tuple[type, Callable[[int], tuple[int, ...]]]] = {
 
 
 @dataclass
-class BoardImage:
+class BoardTables:
     """An image as the board sees it: profile name, board section, per-core tables."""
 
     profile: str

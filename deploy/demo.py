@@ -14,7 +14,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import train
 from deploy.errors import DeployError
+from deploy.flash import connect, flash_and_boot, wait_for_board
+from deploy.mapping import render_resources
+from deploy.pack import pack_checkpoint
+from deploy.session import board_session
+from firmware_sim.process import BoardProcess
 
 DEMO_ENV = "glocal/ArmReach-v0"
 DEMO_FAULT = "robot:bias-torque:joint=1,bias=0.35,onset=150"  # a held-out magnitude
@@ -28,7 +34,6 @@ DEMO_PROFILE = "tianjic"
 
 def shipped_checkpoint() -> Path:
     """The demo checkpoint that ships with ``train``."""
-    import train
 
     path = Path(train.__file__).resolve().parent / "checkpoints" / "armreach_hp" / "model.pt"
     if not path.exists():
@@ -46,12 +51,6 @@ def run_demo(
     steps: int = DEMO_STEPS,
     fault: str = DEMO_FAULT,
 ) -> dict[str, Any]:
-    from deploy.flash import connect, flash_and_boot, wait_for_board
-    from deploy.mapping import render_resources
-    from deploy.pack import pack_checkpoint
-    from deploy.session import board_session
-    from firmware_sim.process import BoardProcess
-
     started = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     source = Path(checkpoint) if checkpoint else shipped_checkpoint()

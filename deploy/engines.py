@@ -22,6 +22,13 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 import numpy as np
+import torch
+
+from firmware_sim.server import Board
+from protocol.client import Client
+from protocol.transport import InProcessTransport
+from train.quant import BoardNumerics
+from train.snn import Numerics, init_net_state, net_step
 
 
 class Controller(Protocol):
@@ -38,7 +45,6 @@ class Controller(Protocol):
 
 def frozen_rule(params: Any) -> Any:
     """``params`` (train.snn.NetParams) with the local rule stopped: no decay, no Hebbian term."""
-    import torch
 
     rule = params.hidden.plastic
     if rule is None:
@@ -51,11 +57,6 @@ class TorchController:
     """train's step function in float (``quantised=False``) or the board's numerics (True)."""
 
     def __init__(self, policy: Any, quantised: bool = False) -> None:
-        import torch
-
-        from train.quant import BoardNumerics
-        from train.snn import Numerics
-
         self.name = "torch-q" if quantised else "torch"
         dtype = torch.float64 if quantised else torch.float32
         self.policy = copy.deepcopy(policy).to(dtype)  # never retype the caller's module
@@ -74,18 +75,12 @@ class TorchController:
         self.reset()
 
     def reset(self) -> None:
-        from train.snn import init_net_state
-
         self.state = init_net_state(self._params[True], 1)
 
     def set_learning(self, on: bool) -> None:
         self.learning = on
 
     def step(self, obs: np.ndarray) -> np.ndarray:
-        import torch
-
-        from train.snn import net_step
-
         x = torch.as_tensor(np.asarray(obs, dtype=np.float64)[None], dtype=self.dtype)
         with torch.no_grad():
             action, self.state = net_step(x, self.state, self._params[self.learning], self.numerics)
@@ -155,9 +150,6 @@ class BoardController:
 def in_process_board(image_bytes: bytes, flash_dir: str, profile: str) -> Any:
     """A firmware board in this process behind the protocol: the golden reference, flashed
     and booted with ``image_bytes``; returns the protocol client."""
-    from firmware_sim.server import Board
-    from protocol.client import Client
-    from protocol.transport import InProcessTransport
 
     board = Board(flash_dir, profile)
     link = InProcessTransport(board.responder.feed)

@@ -37,6 +37,7 @@ from firmware_sim.engine import Engine
 from firmware_sim.profiles import get_profile
 from firmware_sim.tables import BoardTables
 from protocol.numeric import ENC_GAIN_ONE
+from train.checkpoint import load_record
 from train.quant import BoardNumerics, layer_scales, layer_tables, quantise_layer
 from train.scenarios.common import mean_ci95
 from train.scenarios.data import CharacterSet, load_omniglot, sample_episodes, split_characters
@@ -47,6 +48,7 @@ from train.scenarios.fewshot import (
     bind_support,
     query_scores,
 )
+from train.scenarios.runner import SPLIT_SEED, TEST_FRACTION
 from train.snn import LayerParams
 
 REST_TICKS = 32
@@ -241,12 +243,10 @@ class FewShotCheckpoint:
 
 def read_fewshot_checkpoint(path: str | Path) -> FewShotCheckpoint:
     """Load a few-shot scenario checkpoint (modules in eval mode); a clear error otherwise."""
-    from train.scenarios.runner import SPLIT_SEED, TEST_FRACTION
 
     path = Path(path)
     if not path.is_file():
         raise DeployError(f"no few-shot checkpoint at {path}.")
-    from train.checkpoint import load_record
 
     record = load_record(path, DeployError)
     if not isinstance(record, dict) or record.get("format") != CHECKPOINT_FORMAT:

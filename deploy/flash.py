@@ -9,14 +9,16 @@ import sys
 import time
 from typing import Any
 
+from tqdm import tqdm
+
 from deploy.errors import DeployError
+from protocol.client import Client
+from protocol.errors import ProtocolError, TransportError
+from protocol.transport import LinkEmulator, SerialTransport
 
 
 def connect(url: str, timeout: float = 0.5, **link: Any) -> tuple[Any, Any]:
     """An opened transport to ``url`` (``link`` options add link-fault emulation) and a client."""
-    from protocol.client import Client
-    from protocol.errors import TransportError
-    from protocol.transport import LinkEmulator, SerialTransport
 
     transport: Any = SerialTransport(url)
     if link:
@@ -30,7 +32,6 @@ def connect(url: str, timeout: float = 0.5, **link: Any) -> tuple[Any, Any]:
 
 def flash_and_boot(client: Any, data: bytes, progress: bool = True) -> dict[str, Any]:
     """Flash ``data`` (resuming what the board holds), verify its hash, boot it."""
-    from tqdm import tqdm
 
     bar = tqdm(
         total=len(data),
@@ -67,7 +68,6 @@ def flash_and_boot(client: Any, data: bytes, progress: bool = True) -> dict[str,
 
 def wait_for_board(client: Any, seconds: float = 10.0) -> dict[str, Any]:
     """HELLO until the board answers (a board process needs a moment to start)."""
-    from protocol.errors import ProtocolError
 
     deadline = time.monotonic() + seconds
     while True:

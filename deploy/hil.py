@@ -9,12 +9,21 @@ must be bit-exact to docs/board-spec.md, not merely answer.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from deploy.chain import Chain, Decoder, Encoder, Layer
+from deploy.mapping import map_chain
+from firmware_sim.engine import Engine
+from firmware_sim.profiles import get_profile
+from firmware_sim.tables_io import pack_tables
+from protocol.errors import ProtocolError, RemoteError
+from protocol.messages import PROTOCOL_VERSION
 
 OBS_DIM, HIDDEN, ACT_DIM, TICKS = 6, 16, 3, 4
 STEPS = 20
@@ -36,9 +45,6 @@ class Suite:
 
 def conformance_image(profile_name: str, seed: int = 0) -> Any:
     """A small plastic two-layer network that spikes, built for ``profile_name``."""
-    from deploy.chain import Chain, Decoder, Encoder, Layer
-    from deploy.mapping import map_chain
-    from firmware_sim.profiles import get_profile
 
     rng = np.random.default_rng(seed)
     layers = [
@@ -73,8 +79,6 @@ def run_steps(client: Any, inputs: np.ndarray) -> np.ndarray:
 
 
 def check_hello(s: Suite) -> str:
-    from protocol.messages import PROTOCOL_VERSION
-
     hello = s.client.hello()
     expect(hello["protocol"] == PROTOCOL_VERSION, f"protocol {hello['protocol']} is not ours.")
     s.profile = hello["profile"]
@@ -89,8 +93,6 @@ def check_status(s: Suite) -> str:
 
 
 def check_flash(s: Suite) -> str:
-    from firmware_sim.tables_io import pack_tables
-
     s.board_image = conformance_image(s.profile)
     s.image = pack_tables(s.board_image)
     result = s.client.flash(s.image)
@@ -99,8 +101,6 @@ def check_flash(s: Suite) -> str:
 
 
 def check_flash_resume(s: Suite) -> str:
-    import hashlib
-
     half = len(s.image) // 2
     begun = s.client.flash_begin(len(s.image), hashlib.sha256(s.image).digest())
     offset = begun["offset"]
@@ -113,8 +113,6 @@ def check_flash_resume(s: Suite) -> str:
 
 
 def check_boot(s: Suite) -> str:
-    import hashlib
-
     status = s.client.status()
     slot = 1 - status["active_slot"] if status["active_slot"] in (0, 1) else 0
     booted = None
@@ -134,8 +132,6 @@ def check_boot(s: Suite) -> str:
 
 
 def check_step_matches_reference(s: Suite) -> str:
-    from firmware_sim.engine import Engine
-
     rng = np.random.default_rng(1)
     s.inputs = rng.uniform(0.0, 3.0, (STEPS, OBS_DIM))
     engine = Engine(s.board_image)
@@ -174,8 +170,6 @@ def check_learning_on_off(s: Suite) -> str:
 
 
 def check_bad_input(s: Suite) -> str:
-    from protocol.errors import RemoteError
-
     try:
         s.client.step(np.zeros(OBS_DIM + 3))
     except RemoteError as error:
@@ -242,7 +236,6 @@ CHECKS: tuple[tuple[str, Callable[[Suite], str]], ...] = (
 
 def run_suite(client: Any, report: Callable[[str, bool, str], None] | None = None) -> dict:
     """Run every check in order; a failed check is recorded and the suite goes on where it can."""
-    from protocol.errors import ProtocolError
 
     suite = Suite(client)
     results = []

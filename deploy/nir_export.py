@@ -26,12 +26,23 @@ graph).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from deploy.errors import DeployError
+from deploy.fewshot_board import (
+    BOARD_H_MAX,
+    BOARD_INPUT_SCALE,
+    deployed_layer,
+    read_fewshot_checkpoint,
+)
+from train.checkpoint import load_record
+from train.quant import layer_scales, layer_tables, quantise_layer
+from train.snn import LayerParams, PlasticParams
 
 TICK_SECONDS = 1e-4  # snnTorch's NIR import assumes this dt; any value gives the same graph
 TRAIN_FORMAT = "glocal-train-checkpoint"
@@ -76,7 +87,6 @@ def linear(w_pre_post: np.ndarray, metadata: dict | None = None) -> Any:
 
 def rule_metadata(layer: Any, row_scale: Any) -> dict[str, Any]:
     """Plasticity parameters (float) and quantisation scales/integers of one LayerParams."""
-    from train.quant import layer_scales, layer_tables, quantise_layer
 
     rule = layer.plastic
     h_max = 1.0 if rule is None else float(rule.h_max[-1])
@@ -115,9 +125,6 @@ def rule_metadata(layer: Any, row_scale: Any) -> dict[str, Any]:
 
 def _train_graph(record: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     import nir
-    import torch
-
-    from train.snn import LayerParams, PlasticParams
 
     net = record.get("network")
     if not isinstance(net, dict):
@@ -195,7 +202,6 @@ def _train_graph(record: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
 def binding_graph(layer: Any, input_scale: int, metadata: dict[str, Any]) -> Any:
     """Input -> Affine(W) -> LIF -> Output for one (plastic) layer fed by encoder axons."""
     import nir
-    import torch
 
     n_pre, n_post = layer.w.shape
     rows = torch.full((n_pre,), float(input_scale), dtype=layer.w.dtype)
@@ -217,12 +223,6 @@ def binding_graph(layer: Any, input_scale: int, metadata: dict[str, Any]) -> Any
 
 def _scenario_graph(path: Path, n_way: int) -> tuple[Any, dict[str, Any]]:
     """The few-shot binding layer as the board runs it (deploy.fewshot_board's deployment)."""
-    from deploy.fewshot_board import (
-        BOARD_H_MAX,
-        BOARD_INPUT_SCALE,
-        deployed_layer,
-        read_fewshot_checkpoint,
-    )
 
     checkpoint = read_fewshot_checkpoint(path)
     cfg, rule = checkpoint.cfg, checkpoint.rule
@@ -252,7 +252,6 @@ def export_nir(checkpoint: str | Path, out: str | Path, n_way: int = 5) -> dict[
         raise DeployError(f"no checkpoint at {path}.")
     if n_way < 1:
         raise DeployError(f"--n-way must be at least 1, not {n_way}.")
-    from train.checkpoint import load_record
 
     record = load_record(path, DeployError)
     kind = record.get("format") if isinstance(record, dict) else None
@@ -317,8 +316,6 @@ def export_nir_command(args: argparse.Namespace) -> dict[str, Any]:
     out = args.out or str(Path(args.checkpoint).with_suffix(".nir"))
     summary = export_nir(args.checkpoint, out, args.n_way)
     if not args.json:
-        import sys
-
         nodes = " -> ".join(summary["nodes"])
         print(f"wrote {summary['out']} ({nodes})", file=sys.stderr)
     return summary

@@ -23,13 +23,19 @@ import io
 import os
 import secrets
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+import torch
 
+import robot_env
+from deploy.engines import TorchController
 from deploy.errors import DeployError, ParityError
+from train.models import SpikingPolicy
+from train.snn import LayerState, NetState, net_step
 
 STATE_NAMES = ("v_hidden", "s_hidden", "h", "v_readout")
 OPSET = 17
@@ -39,11 +45,6 @@ STATE_TOLERANCE = 1e-4  # membranes and traces, relative above 1: see parity()
 
 def step_module(policy: Any) -> Any:
     """An ``nn.Module`` running one control step of ``policy`` on explicit state tensors."""
-    from dataclasses import replace
-
-    import torch
-
-    from train.snn import LayerState, NetState, net_step
 
     class Step(torch.nn.Module):
         def __init__(self) -> None:
@@ -71,8 +72,6 @@ def step_module(policy: Any) -> Any:
 
 
 def example_inputs(policy: Any) -> tuple[Any, ...]:
-    import torch
-
     c = policy.config
     n_pre = c.n_obs + c.n_hidden
     return (
@@ -87,9 +86,6 @@ def example_inputs(policy: Any) -> tuple[Any, ...]:
 
 def export_onnx(policy: Any, out: str | Path) -> Path:
     """Write the step graph of ``policy`` (float32) to ``out``."""
-    import torch
-
-    from train.models import SpikingPolicy
 
     if not isinstance(policy, SpikingPolicy):
         raise DeployError("only spiking policies (hp, gp, lp) have a step graph to export.")
@@ -175,8 +171,6 @@ def parity(
     correct float32 engines part there by up to a few 1e-5 of the value; an export that is not
     the model parts by orders of magnitude more.
     """
-    import robot_env
-    from deploy.engines import TorchController
 
     torch_c = TorchController(policy)
     onnx_c = OnnxController(str(model_path), policy.config.n_hidden)

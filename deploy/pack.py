@@ -12,10 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from deploy.errors import DeployError
 from deploy.mapping import map_network, resources
 from deploy.quantise import Checkpoint, QuantisedNetwork, load_checkpoint, quantise
+from firmware_sim.errors import BoardError
+from firmware_sim.profiles import get_profile
 from firmware_sim.tables import BoardTables
+from firmware_sim.tables_io import pack_tables
+from protocol.image import Provenance
 
 
 @dataclass(frozen=True)
@@ -46,8 +53,6 @@ def git_revision() -> str:
 
 def load_signing_key(path: str | Path) -> Any:
     """An Ed25519 private key from a PEM file or 32 raw bytes."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     data = Path(path).read_bytes()
     if data.lstrip().startswith(b"-----BEGIN"):
@@ -72,10 +77,6 @@ def pack_checkpoint(
 ) -> Packed:
     """Quantise, map and pack ``checkpoint`` for ``profile`` (``encoder_copies`` and
     ``readout_copies``: see ``deploy.mapping``)."""
-    from firmware_sim.errors import BoardError
-    from firmware_sim.profiles import get_profile
-    from firmware_sim.tables_io import pack_tables
-    from protocol.image import Provenance
 
     ck = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     try:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from deploy.errors import DeployError
 from protocol.numeric import (
@@ -34,6 +35,9 @@ from protocol.numeric import (
     W_EFF_MIN,
     WEIGHT_MAX,
 )
+from train.checkpoint import load_policy
+from train.models import SpikingPolicy
+from train.quant import encoder_units, layer_tables, layer_units
 
 MAX_DEC_SHIFT = 62  # keeps float64(acc) * 2**-shift far from denormals
 
@@ -61,8 +65,6 @@ class Checkpoint:
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read a training checkpoint (file or folder); only spiking kinds run on the board."""
-    from train.checkpoint import load_policy
-    from train.models import SpikingPolicy
 
     policy, record = load_policy(path)
     if not isinstance(policy, SpikingPolicy) or record.get("network") is None:
@@ -126,9 +128,6 @@ def decoder_fixed_point(gain: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray,
 
 def quantise(checkpoint: Checkpoint) -> QuantisedNetwork:
     """The board's integer tables for ``checkpoint`` and the quantisation report."""
-    import torch
-
-    from train.quant import layer_tables
 
     policy = checkpoint.policy
     config = policy.config
@@ -224,7 +223,6 @@ def _in_float64(layer: Any) -> Any:
 
 def _report(config, float_net, board, hidden, readout) -> dict[str, Any]:
     """Rounding error and range use of every table (see the module docstring)."""
-    from train.quant import encoder_units, layer_units
 
     warnings: list[str] = []
     layers: dict[str, Any] = {}

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import robot_env
 from deploy.engines import BoardController
 from deploy.errors import DeployError
 from deploy.faults import route_faults
@@ -40,7 +41,6 @@ def board_session(
     """Run the closed loop on the board behind ``client`` and write the out folder."""
     if learning not in LEARNING_MODES:
         raise DeployError(f"--learning must be on, off or both, not {learning!r}.")
-    import robot_env
 
     plan = route_faults(fault_specs)
     # A run that cannot start is refused before the out folder is touched, so a mistyped env id

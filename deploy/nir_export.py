@@ -25,8 +25,6 @@ graph).
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -271,51 +269,3 @@ def export_nir(checkpoint: str | Path, out: str | Path, n_way: int = 5) -> dict[
         "edges": [list(e) for e in graph.edges],
         **{k: v for k, v in meta.items() if isinstance(v, int | str)},
     }
-
-
-def register_export_nir(
-    subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]
-) -> None:
-    """Adds ``glocal export-nir CHECKPOINT [--out FILE] [--n-way N]``."""
-    p = subparsers.add_parser(
-        "export-nir",
-        parents=parents,
-        help="export a checkpoint's static graph to NIR (plasticity in node metadata)",
-        description=(
-            "Write the network of a checkpoint as a Neuromorphic Intermediate Representation "
-            "(NIR) HDF5 file that other SNN tools read (nir.read, snntorch.import_nir, ...). A "
-            "robot-policy checkpoint (model.pt of `glocal train`, or its folder) becomes Input -> "
-            "Affine encoder -> Linear -> LIF hidden (+ Linear recurrence) -> Linear -> LI readout "
-            "-> Affine decoder -> Output; a few-shot scenario checkpoint (fewshot-hp-seedN.pt of "
-            "`glocal train --scenario few-shot`) becomes its N-way binding layer as deployed on "
-            "the board, Input -> Affine -> LIF -> Output (the host-side feature extractor is not "
-            "in the graph). One board tick is dt = 1e-4 s: tau = 2^decay_shift * dt. NIR has no "
-            "node for on-chip learning, so the graph runs with plasticity off; the local rule, "
-            "the reset mode (NIR's LIF resets to v_reset, i.e. hard) and train.quant's scales and "
-            "integer tables travel in node metadata."
-        ),
-        epilog=(
-            "examples: glocal export-nir train/checkpoints/armreach_hp --out armreach.nir; "
-            "glocal export-nir results/fewshot-hp-seed0.pt --n-way 20 --out fewshot20.nir"
-        ),
-    )
-    p.add_argument("checkpoint", help="model.pt (or its folder), or a few-shot fewshot-hp-seedN.pt")
-    p.add_argument(
-        "--out", default=None, help="NIR file to write (default: CHECKPOINT with suffix .nir)"
-    )
-    p.add_argument(
-        "--n-way",
-        type=int,
-        default=5,
-        help="few-shot checkpoints: classes (neurons) of the binding layer (default: %(default)s)",
-    )
-    p.set_defaults(handler=export_nir_command)
-
-
-def export_nir_command(args: argparse.Namespace) -> dict[str, Any]:
-    out = args.out or str(Path(args.checkpoint).with_suffix(".nir"))
-    summary = export_nir(args.checkpoint, out, args.n_way)
-    if not args.json:
-        nodes = " -> ".join(summary["nodes"])
-        print(f"wrote {summary['out']} ({nodes})", file=sys.stderr)
-    return summary

@@ -23,20 +23,15 @@ import io
 import os
 import secrets
 import warnings
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
-import torch
 
-import robot_env
-from deploy.engines import TorchController
 from deploy.errors import DeployError, ParityError
-from train.models import SpikingPolicy
-from train.snn import LayerState, NetState, net_step
 
+# torch, onnxruntime and train load inside the functions: deploy.cli reads the tolerances below
+# at every start of `glocal`, the emulated board's included, which must stay light.
 STATE_NAMES = ("v_hidden", "s_hidden", "h", "v_readout")
 OPSET = 17
 PARITY_TOLERANCE = 1e-5  # actions
@@ -45,6 +40,11 @@ STATE_TOLERANCE = 1e-4  # membranes and traces, relative above 1: see parity()
 
 def step_module(policy: Any) -> Any:
     """An ``nn.Module`` running one control step of ``policy`` on explicit state tensors."""
+    from dataclasses import replace
+
+    import torch
+
+    from train.snn import LayerState, NetState, net_step
 
     class Step(torch.nn.Module):
         def __init__(self) -> None:
@@ -72,6 +72,8 @@ def step_module(policy: Any) -> Any:
 
 
 def example_inputs(policy: Any) -> tuple[Any, ...]:
+    import torch
+
     c = policy.config
     n_pre = c.n_obs + c.n_hidden
     return (
@@ -86,6 +88,9 @@ def example_inputs(policy: Any) -> tuple[Any, ...]:
 
 def export_onnx(policy: Any, out: str | Path) -> Path:
     """Write the step graph of ``policy`` (float32) to ``out``."""
+    import torch
+
+    from train.models import SpikingPolicy
 
     if not isinstance(policy, SpikingPolicy):
         raise DeployError("only spiking policies (hp, gp, lp) have a step graph to export.")
@@ -119,6 +124,8 @@ class OnnxController:
     """The exported float step in onnxruntime; the state travels as explicit tensors."""
 
     def __init__(self, model_path: str, n_hidden: int) -> None:
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
@@ -171,6 +178,8 @@ def parity(
     correct float32 engines part there by up to a few 1e-5 of the value; an export that is not
     the model parts by orders of magnitude more.
     """
+    import robot_env
+    from deploy.engines import TorchController
 
     torch_c = TorchController(policy)
     onnx_c = OnnxController(str(model_path), policy.config.n_hidden)

@@ -127,3 +127,14 @@ def test_every_user_action_is_a_verb_no_product_module_has_a_main_block():
     ]
     assert set(mains) - ENTRY_POINTS == set()
     assert is_main_block(ast.parse('if __name__ == "__main__":\n    main()').body[0])
+
+
+def test_building_the_parser_loads_no_torch():
+    """Every start of `glocal` builds every verb's parser, the emulated board's `glocal board`
+    too: a verb module that loads torch at import costs each board process about a second."""
+    code = (
+        "import sys; from glocal.cli import build_parser; build_parser();"
+        "print('torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

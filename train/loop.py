@@ -226,13 +226,16 @@ def train(
     out: Path,
     resume: bool = True,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
+    build_policy: Callable[..., Policy] = build_policy,
 ) -> dict[str, Any]:
-    """Train one policy into ``out`` (model.pt, resume.pt, config.json, metrics.json, PNGs)."""
+    """Train one policy into ``out`` (model.pt, resume.pt, config.json, metrics.json, PNGs).
+
+    ``build_policy(model_config, seed)`` makes the policy (a study's candidate mechanism)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     torch.set_flush_denormal(True)  # decaying traces otherwise crawl through denormals
     try:
-        return _train(cfg, out, resume, progress)
+        return _train(cfg, out, resume, progress, build_policy)
     finally:
         # Both settings are process-wide (flush-to-zero is a CPU flag that numpy and hypothesis
         # see too): whoever called train() gets its numerics back.
@@ -245,6 +248,7 @@ def _train(
     out: Path,
     resume: bool,
     progress: Callable[[int, int, dict[str, float]], None] | None,
+    build_policy: Callable[..., Policy],
 ) -> dict[str, Any]:
     dist = Distributed(cfg.device)
     device = resolve_device(cfg.device)

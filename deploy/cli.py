@@ -115,18 +115,37 @@ def register_run(
         help="run the closed loop (env <-> board) with faults; telemetry, summary and plots",
         description=(
             "Drive ENV with the board on --port for N episodes, learning on, off or both on the "
-            "same image, with faults in any domain (robot:..., board:..., link:...). Writes "
-            "telemetry.jsonl, summary.json, PNG plots and report.md into --out."
+            "same image, with faults in any domain (robot:..., board:..., link:...). Every "
+            "argument is checked before the port opens. Progress per episode on stderr; "
+            "telemetry.jsonl is flushed per episode (per step with -v), so Ctrl-C keeps it and "
+            "writes summary.json, PNG plots and report.md of the episodes completed into --out."
         ),
     )
     p.add_argument("--port", required=True, help="pyserial URL or pty path of the board")
     p.add_argument("--env", default="glocal/ArmReach-v0", help="gymnasium env id")
-    p.add_argument("--episodes", type=int, default=5, help="episodes per run")
-    p.add_argument("--steps", type=int, help="control steps per episode (default: the env's)")
-    p.add_argument("--fault", action="append", default=[], metavar="SPEC", help="fault spec")
+    p.add_argument("--episodes", type=int, default=5, help="episodes per run (%(default)s)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        help="control steps per episode (default: the steps the image's checkpoint was evaluated "
+        "at, else the env's limit; printed)",
+    )
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="fault spec, repeat for combined faults, e.g. --fault "
+        "robot:gain-loss:joint=1,gain=0.3,onset=100 --fault board:dead-neuron:core=0 "
+        "(docs/faults.md)",
+    )
     p.add_argument("--learning", default="both", choices=("on", "off", "both"))
     p.add_argument("--seed", type=int, default=0, help="env seed of the first episode")
-    p.add_argument("--image", type=Path, help="the flashed .glc (for trace units and cores)")
+    p.add_argument(
+        "--image",
+        type=Path,
+        help="the flashed .glc, checked against the board's (default: the board's own record)",
+    )
     p.add_argument("--gif", action="store_true", help="also write episode.gif")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.set_defaults(handler=run_command)
@@ -379,9 +398,10 @@ def flash_command(args: argparse.Namespace) -> dict[str, Any]:
         transport.close()
 
 
-def image_meta(path: Path | None) -> dict[str, Any]:
+def image_meta(path: Path | None) -> dict[str, Any] | None:
+    """The ``meta`` of the image file ``--image`` (None: read the board's own)."""
     if path is None:
-        return {}
+        return None
     from protocol.image import open_image
 
     return dict(open_image(path.read_bytes()).image.meta)
@@ -389,8 +409,11 @@ def image_meta(path: Path | None) -> dict[str, Any]:
 
 def run_command(args: argparse.Namespace) -> dict[str, Any]:
     from deploy.flash import connect
-    from deploy.session import board_session
+    from deploy.session import board_session, check_run
 
+    # refused here, before a port is opened or --out touched, in one sentence each
+    check_run(args.env, args.episodes, args.fault, args.learning, args.steps)
+    meta = image_meta(args.image)
     link = any(spec.strip().lower().startswith("link:") for spec in args.fault)
     client, transport = connect(args.port, **({"seed": args.seed} if link else {}))
     try:
@@ -403,9 +426,11 @@ def run_command(args: argparse.Namespace) -> dict[str, Any]:
             learning=args.learning,
             steps=args.steps,
             seed=args.seed,
-            image_meta=image_meta(args.image),
+            image_meta=meta,
             link=transport if link else None,
             gif=args.gif,
+            port=args.port,
+            flush_every_step=args.verbose > 0,
         )
     finally:
         transport.close()

@@ -33,7 +33,9 @@ def aligned(result: RunResult) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(width) - pre, out
 
 
-def write_plots(results: Sequence[RunResult], out: Path) -> list[Path]:
+def write_plots(
+    results: Sequence[RunResult], out: Path, trace_units: str = "float units"
+) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -58,19 +60,7 @@ def write_plots(results: Sequence[RunResult], out: Path) -> list[Path]:
     ax.legend(fontsize=8)
     paths.append(_save(fig, out / "return_aligned.png"))
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    labels = [r.label for r in results]
-    summaries = [r.summary() for r in results]
-    before = [s["reward_before_onset"] or np.nan for s in summaries]
-    after = [s["reward_after_onset"] or np.nan for s in summaries]
-    index = np.arange(len(results))
-    ax.bar(index - 0.2, before, 0.4, label="before onset")
-    ax.bar(index + 0.2, after, 0.4, label="after onset")
-    ax.set_xticks(index, labels, fontsize=8)
-    ax.set(ylabel="mean reward per step")
-    ax.set_title("Learning on vs off, same image")
-    ax.legend(fontsize=8)
-    paths.append(_save(fig, out / "on_vs_off.png"))
+    paths.append(plot_on_vs_off(results, out / "on_vs_off.png"))
 
     probed = [r for r in results if r.spike_counts is not None]
     if probed:
@@ -96,11 +86,44 @@ def write_plots(results: Sequence[RunResult], out: Path) -> list[Path]:
             ax.plot(result.trace_abs, label=result.label)
         if traced[0].onsets and traced[0].onsets[0] is not None:
             ax.axvline(traced[0].onsets[0], color="k", lw=0.8, ls="--")
-        ax.set(xlabel="control step", ylabel="mean |H| (float units)")
+        ax.set(xlabel="control step", ylabel=f"mean |H| ({trace_units})")
         ax.set_title("Drift of the plastic trace (episode 0)")
         ax.legend(fontsize=8)
         paths.append(_save(fig, out / "trace_drift.png"))
     return paths
+
+
+def episode_means(result: RunResult) -> tuple[np.ndarray, np.ndarray]:
+    """Each episode's mean reward per step before and after its onset (episodes with one)."""
+    before, after = [], []
+    for row, onset in zip(result.rewards, result.onsets, strict=True):
+        if onset is not None and 0 < onset < row.size:
+            before.append(np.nanmean(row[:onset]))
+            after.append(np.nanmean(row[onset:]))
+    return np.array(before), np.array(after)
+
+
+def ci95(values: np.ndarray) -> float:
+    """Half-width of the normal 95 % confidence interval of the mean (0 for fewer than 2)."""
+    return float(1.96 * np.std(values, ddof=1) / np.sqrt(values.size)) if values.size > 1 else 0.0
+
+
+def plot_on_vs_off(results: Sequence[RunResult], path: Path) -> Path:
+    """Bars of the mean reward per step before and after onset, per run, with 95 % CIs."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    means = [episode_means(r) for r in results]
+    index = np.arange(len(results))
+    for shift, part, name in ((-0.2, 0, "before onset"), (0.2, 1, "after onset")):
+        values = [m[part] for m in means]
+        heights = [v.mean() if v.size else np.nan for v in values]
+        ax.bar(index + shift, heights, 0.4, yerr=[ci95(v) for v in values], capsize=4, label=name)
+    ax.set_xticks(index, [r.label for r in results], fontsize=8)
+    ax.set(ylabel="mean reward per step")
+    ax.set_title("Learning on vs off, same image (95 % CI over episodes)")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -123,11 +146,32 @@ def write_gif(frames: Sequence[np.ndarray], path: Path, fps: int = 20) -> Path |
     return path
 
 
-def markdown(title: str, intro: str, results: Sequence[RunResult], images: Sequence[Path]) -> str:
-    """A short report: what ran, a table of the runs, the plots."""
+CAPTIONS = {
+    "return_aligned": "Reward per control step with every episode shifted so that its fault "
+    "starts at 0: the drop at 0 is the fault, the slope after it is how far each run recovers.",
+    "on_vs_off": "Mean reward per step before and after the onset, per run, with 95 % confidence "
+    "intervals over episodes: the after-onset bars are what on-chip learning changes.",
+    "spike_raster": "Hidden-layer spike counts per control step of the first episode (red line: "
+    "fault onset): the activity the board's local rule learns from.",
+    "trace_drift": "Mean |H| of the plastic trace per step of the first episode: learning on "
+    "moves it, learning off keeps it at zero.",
+}
+
+
+def markdown(
+    title: str,
+    intro: str,
+    results: Sequence[RunResult],
+    images: Sequence[Path],
+    findings: str = "",
+) -> str:
+    """A short report: what ran, a table of the runs, what it means, the plots with a sentence
+    each."""
     lines = [f"# {title}", "", intro, "", _table([r.summary() for r in results]), ""]
-    lines += [f"![{p.stem}]({p.name})" for p in images]
-    return "\n".join(lines) + "\n"
+    lines += [findings, ""] if findings else []
+    for path in images:
+        lines += [f"![{path.stem}]({path.name})", "", CAPTIONS.get(path.stem, ""), ""]
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def _table(summaries: Sequence[dict[str, Any]]) -> str:

@@ -32,7 +32,7 @@ import numpy as np
 
 import robot_env
 from deploy.demo import shipped_checkpoint
-from deploy.engines import BoardController, TorchController
+from deploy.engines import BoardController, TeacherController, TorchController
 from deploy.errors import DeployError
 from deploy.faults import route_faults
 from deploy.flash import connect, flash_and_boot
@@ -73,28 +73,6 @@ class Episodes:
     steps: int = 300
     onset: int = 100
     seed: int = 0
-
-
-class TeacherController:
-    """robot_env's privileged teacher as a controller (it needs the env: ``bind``)."""
-
-    def __init__(self, aware: bool) -> None:
-        self.name = "teacher-aware" if aware else "teacher-blind"
-        self.aware = aware
-        self.teacher: Any = None
-
-    def bind(self, env: Any) -> None:
-        self.teacher = robot_env.make_teacher(env, fault_aware=self.aware)
-
-    def reset(self) -> None: ...
-
-    def set_learning(self, on: bool) -> None: ...
-
-    def step(self, obs: np.ndarray) -> np.ndarray:
-        return self.teacher(obs)
-
-    def probe(self) -> dict[str, np.ndarray]:
-        return {}
 
 
 class TaskEnv:

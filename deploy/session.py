@@ -24,7 +24,7 @@ import robot_env
 from deploy.engines import BoardController
 from deploy.errors import DeployError
 from deploy.faults import FaultPlan, route_faults
-from deploy.report import markdown, write_gif, write_plots
+from deploy.report import frame_labels, markdown, write_gif, write_plots
 from deploy.runner import RunInterrupted, RunResult, check_episodes, run
 from firmware_sim.errors import BoardError
 from protocol.errors import ProtocolError
@@ -32,6 +32,7 @@ from protocol.errors import ProtocolError
 LEARNING_MODES = {"on": (True,), "off": (False,), "both": (True, False)}
 # where `glocal evaluate --out` and the checkpoint's own tables record the steps it was scored at
 EVALUATION_TABLES = ("board_table.json", "closing_table.json")
+GIF_EVERY = 4  # control steps per GIF frame
 
 
 def check_run(
@@ -172,7 +173,7 @@ def board_session(
                             label=label,
                             telemetry=telemetry,
                             probe=True,
-                            frames_every=4 if gif and k == 0 else 0,
+                            frames_every=GIF_EVERY if gif and k == 0 else 0,
                             board_client=client,
                             link=link,
                             on_episode=progress.update,
@@ -184,7 +185,7 @@ def board_session(
             if interrupted:
                 break
     report = Report(title, f"{intro}\n\n{setup}".strip(), trace_units(booted["meta"]), findings)
-    summary = write_session(out, results, env_id, episodes, seed, plan, gif, report)
+    summary = write_session(out, results, env_id, episodes, seed, plan, steps if gif else 0, report)
     summary["image"] = booted
     summary["steps"] = steps
     if interrupted:
@@ -204,10 +205,11 @@ def write_session(
     episodes: int,
     seed: int,
     plan: FaultPlan,
-    gif: bool,
+    gif_steps: int,
     report: Report,
 ) -> dict[str, Any]:
-    """Plots, GIF, report.md and the summary of ``results`` (of the episodes completed)."""
+    """Plots, GIF (of ``gif_steps`` steps, 0 for none), report.md and the summary of
+    ``results`` (of the episodes completed)."""
     summary: dict[str, Any] = {
         "env": env_id,
         "episodes": episodes,
@@ -217,7 +219,9 @@ def write_session(
     }
     if results:
         images = write_plots(results, out, trace_units=report.trace_units)
-        gif_path = write_gif(results[0].frames, out / "episode.gif") if gif else None
+        frames = results[0].frames
+        labels = frame_labels(results[0], GIF_EVERY, gif_steps, len(frames))
+        gif_path = write_gif(frames, out / "episode.gif", labels=labels) if gif_steps else None
         intro = report.intro
         if gif_path is not None:
             intro += f"\n\n![one episode]({gif_path.name})"

@@ -180,10 +180,17 @@ def register_hil(
             "Check a board that speaks the protocol: HELLO, STATUS, flash and resume, boot, STEP "
             "bit-exact to the spec's engine, RESET, learning on/off, bad input, fault injection "
             "and recovery. Exit code 1 if any check fails. The suite flashes and boots its own "
-            "small test image, so flash your model again afterwards."
+            "small test image into the spare A/B slot and boots the image that ran before again "
+            "at the end, saying which; a board without A/B slots is refused unless "
+            "--allow-reflash (then flash your model again afterwards)."
         ),
     )
     p.add_argument("--port", required=True, help="pyserial URL or pty path of the board")
+    p.add_argument(
+        "--allow-reflash",
+        action="store_true",
+        help="run even where the test image overwrites the board's only slot",
+    )
     p.set_defaults(handler=hil_command)
 
 
@@ -478,7 +485,7 @@ def hil_command(args: argparse.Namespace) -> dict[str, Any]:
 
     client, transport = connect(args.port)
     try:
-        return run_suite(client, report)
+        return run_suite(client, report, args.allow_reflash)
     finally:
         transport.close()
 

@@ -490,20 +490,33 @@ def hil_command(args: argparse.Namespace) -> dict[str, Any]:
         transport.close()
 
 
-def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
-    from tqdm import tqdm
+class EpisodeBar:
+    """A progress callback ``(done, total, row)`` drawing a bar on stderr, made on the first
+    episode so that a refused option prints no empty bar."""
 
+    def __init__(self, desc: str) -> None:
+        self.desc = desc
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int, row: str) -> None:
+        from tqdm import tqdm
+
+        self.bar = self.bar or tqdm(total=total, file=sys.stderr, desc=self.desc, unit="episode")
+        self.bar.set_postfix_str(row, refresh=False)
+        self.bar.update(done - self.bar.n)
+
+    def __enter__(self) -> EpisodeBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
     from deploy.evaluate import Episodes, closing_table, format_tables, write_tables
 
-    bar = None
-
-    def progress(done: int, total: int, row: str) -> None:
-        nonlocal bar  # made on the first episode: a refused option prints no empty bar
-        bar = bar or tqdm(total=total, file=sys.stderr, desc="evaluate", unit="episode")
-        bar.set_postfix_str(row, refresh=False)
-        bar.update(done - bar.n)
-
-    try:
+    with EpisodeBar("evaluate") as progress:
         result = closing_table(
             args.checkpoint,
             args.env,
@@ -515,9 +528,6 @@ def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
             readout_copies=args.readout_copies,
             progress=progress,
         )
-    finally:
-        if bar is not None:
-            bar.close()
     if args.out:
         write_tables(result, args.out)
     if not args.json:
@@ -528,15 +538,17 @@ def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
 def fewshot_board_command(args: argparse.Namespace) -> dict[str, Any]:
     from deploy.fewshot_board import fewshot_board
 
-    summary = fewshot_board(
-        args.checkpoint,
-        args.ways,
-        args.episodes,
-        args.seed,
-        args.data_root,
-        args.out,
-        args.profile,
-    )
+    with EpisodeBar("fewshot-board") as progress:
+        summary = fewshot_board(
+            args.checkpoint,
+            args.ways,
+            args.episodes,
+            args.seed,
+            args.data_root,
+            args.out,
+            args.profile,
+            progress,
+        )
     if not args.json:
         print(summary["table"], file=sys.stderr, end="")
         if args.out:

@@ -186,15 +186,12 @@ def board_session(
                 break
     report = Report(title, f"{intro}\n\n{setup}".strip(), trace_units(booted["meta"]), findings)
     summary = write_session(out, results, env_id, episodes, seed, plan, steps if gif else 0, report)
-    summary["image"] = booted
-    summary["steps"] = steps
+    summary.update(image=booted, steps=steps, **({"interrupted": True} if interrupted else {}))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     if interrupted:
-        summary["interrupted"] = True
-        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
         done = ", ".join(f"{r.label} {r.rewards.shape[0]}" for r in results) or "none"
         print(f"interrupted; episodes completed: {done}; wrote {out}", file=sys.stderr)
         raise KeyboardInterrupt
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
 
 

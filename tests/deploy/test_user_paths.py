@@ -75,21 +75,16 @@ def board_client(checkpoint_dir) -> Any:
 
 class Interrupting:
     """A client that lets ``steps`` STEPs through and then raises Ctrl-C; it also records how
-    many telemetry lines were on disk when each episode's first STEP was sent."""
+    many telemetry lines were on disk when each STEP was sent."""
 
     def __init__(self, client: Any, steps: int, telemetry: Path) -> None:
         self.client, self.steps, self.telemetry = client, steps, telemetry
-        self.sent, self.on_disk = 0, []
-
-    def reset(self, hard: bool = False) -> Any:
-        if self.telemetry.exists():
-            self.on_disk.append(len(self.telemetry.read_text().splitlines()))
-        return self.client.reset(hard)
+        self.on_disk: list[int] = []
 
     def step(self, obs: Any) -> Any:
-        if self.sent == self.steps:
+        if len(self.on_disk) == self.steps:
             raise KeyboardInterrupt
-        self.sent += 1
+        self.on_disk.append(len(self.telemetry.read_text().splitlines()))
         return self.client.step(obs)
 
     def __getattr__(self, name: str) -> Any:
@@ -101,8 +96,8 @@ def test_an_interrupted_run_keeps_its_telemetry_and_summary(board_client, tmp_pa
     client = Interrupting(board_client, 2 * 30 + 7, out / "telemetry.jsonl")
     with pytest.raises(KeyboardInterrupt):
         board_session(client, ENV, 4, [], out, steps=30, learning="on")
-    # flushed per episode: each episode's start saw the previous episodes on disk
-    assert client.on_disk == [0, 30, 60]
+    # flushed per episode: each episode's first STEP saw the previous episodes on disk
+    assert client.on_disk[::30] == [0, 30, 60]
     assert len((out / "telemetry.jsonl").read_text().splitlines()) == 2 * 30 + 7
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] and summary["runs"][0]["episodes"] == 2
@@ -110,6 +105,13 @@ def test_an_interrupted_run_keeps_its_telemetry_and_summary(board_client, tmp_pa
     err = capsys.readouterr().err
     assert "episodes completed: learning on 2" in err
     assert "return " in err and "mean " in err  # the per-episode progress
+
+
+def test_verbose_runs_flush_telemetry_every_step(board_client, tmp_path) -> None:
+    out = tmp_path / "run"
+    client = Interrupting(board_client, 100, out / "telemetry.jsonl")
+    board_session(client, ENV, 1, [], out, steps=6, learning="off", flush_every_step=True)
+    assert client.on_disk == [0, 1, 2, 3, 4, 5]
 
 
 def test_steps_default_to_the_checkpoints_evaluation_and_are_printed(
@@ -178,7 +180,7 @@ def test_the_gif_is_cropped_to_the_arm_and_labelled(tmp_path) -> None:
     raw_drawn = (np.abs(raw - raw[0, 0]).sum(axis=2) > 30).mean()
     gif = Image.open(path)
     assert gif.size == (GIF_SIZE, GIF_SIZE + LABEL_HEIGHT) and gif.n_frames == 3
-    for k, (first, second, alarm) in enumerate(labels):
+    for k, (*_, alarm) in enumerate(labels):
         gif.seek(k)
         frame = np.asarray(gif.convert("RGB")).astype(int)
         strip, scene = frame[:LABEL_HEIGHT], frame[LABEL_HEIGHT:]

@@ -37,10 +37,8 @@ def test_hil_boots_the_image_that_ran_before_and_says_so(board_url, capsys) -> N
     assert main(["hil", "--port", board_url, "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     sha = hashlib.sha256(image).hexdigest()
-    assert summary["restored"] == {
-        "ok": True,
-        "detail": f"restored the image booted before the suite (slot {slot}, sha256 {sha[:16]}...).",
-    }
+    restored = f"restored the image booted before the suite (slot {slot}, sha256 {sha[:16]}...)."
+    assert summary["restored"] == {"ok": True, "detail": restored}
     client, transport = connect(board_url)
     try:
         assert client.status()["sha256"].hex() == sha

@@ -247,7 +247,7 @@ class EpisodeProgress:
     """A per-episode bar on stderr with the last and the running mean return."""
 
     def __init__(self, label: str, episodes: int) -> None:
-        self.bar = tqdm(total=episodes, desc=label, unit="episode", file=sys.stderr, leave=False)
+        self.bar = tqdm(total=episodes, desc=label, unit="episode", file=sys.stderr)
         self.returns: list[float] = []
 
     def update(self, episode: int, episode_return: float) -> None:

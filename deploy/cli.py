@@ -490,31 +490,9 @@ def hil_command(args: argparse.Namespace) -> dict[str, Any]:
         transport.close()
 
 
-class EpisodeBar:
-    """A progress callback ``(done, total, row)`` drawing a bar on stderr, made on the first
-    episode so that a refused option prints no empty bar."""
-
-    def __init__(self, desc: str) -> None:
-        self.desc = desc
-        self.bar: Any = None
-
-    def __call__(self, done: int, total: int, row: str) -> None:
-        from tqdm import tqdm
-
-        self.bar = self.bar or tqdm(total=total, file=sys.stderr, desc=self.desc, unit="episode")
-        self.bar.set_postfix_str(row, refresh=False)
-        self.bar.update(done - self.bar.n)
-
-    def __enter__(self) -> EpisodeBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
     from deploy.evaluate import Episodes, closing_table, format_tables, write_tables
+    from deploy.progress import EpisodeBar
 
     with EpisodeBar("evaluate") as progress:
         result = closing_table(
@@ -537,6 +515,7 @@ def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
 
 def fewshot_board_command(args: argparse.Namespace) -> dict[str, Any]:
     from deploy.fewshot_board import fewshot_board
+    from deploy.progress import EpisodeBar
 
     with EpisodeBar("fewshot-board") as progress:
         summary = fewshot_board(

@@ -14,6 +14,7 @@ from typing import Any
 from tqdm import tqdm
 
 from deploy.errors import DeployError
+from deploy.progress import advance
 from protocol.client import Client
 from protocol.errors import ProtocolError, TransportError
 from protocol.transport import LinkEmulator, SerialTransport
@@ -54,11 +55,7 @@ def flash_and_boot(client: Any, data: bytes, progress: bool = True) -> dict[str,
     )
 
     def update(offset: int, size: int) -> None:
-        # update() draws only when due and close() draws the last state once: setting n and
-        # refreshing as well printed the 100 % line twice
-        bar.update(offset - bar.n)
-        if offset >= size:
-            bar.close()  # before the client logs "Hash of data verified."
+        advance(bar, offset)  # the last step closes the bar before "Hash of data verified."
 
     try:
         result = client.flash(data, progress=update)

@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 import robot_env
 from deploy.engines import BoardController
 from deploy.errors import DeployError
 from deploy.faults import FaultPlan, route_faults
+from deploy.progress import ReturnBar
 from deploy.report import frame_labels, markdown, write_gif, write_plots
 from deploy.runner import RunInterrupted, RunResult, check_episodes, run
 from firmware_sim.errors import BoardError
@@ -159,7 +158,7 @@ def board_session(
         for k, on in enumerate(LEARNING_MODES[learning]):
             label = f"learning {'on' if on else 'off'}"
             print(f"{label}: {episodes} episodes of {env_id}", file=sys.stderr)
-            with EpisodeProgress(label, episodes) as progress:
+            with ReturnBar(label, episodes) as progress:
                 try:
                     results.append(
                         run(
@@ -176,7 +175,7 @@ def board_session(
                             frames_every=GIF_EVERY if gif and k == 0 else 0,
                             board_client=client,
                             link=link,
-                            on_episode=progress.update,
+                            on_episode=progress.episode,
                         )
                     )
                 except RunInterrupted as stop:
@@ -241,23 +240,3 @@ class Report:
     intro: str
     trace_units: str
     findings: Callable[[Sequence[RunResult]], str] | None = None
-
-
-class EpisodeProgress:
-    """A per-episode bar on stderr with the last and the running mean return."""
-
-    def __init__(self, label: str, episodes: int) -> None:
-        self.bar = tqdm(total=episodes, desc=label, unit="episode", file=sys.stderr)
-        self.returns: list[float] = []
-
-    def update(self, episode: int, episode_return: float) -> None:
-        self.returns.append(episode_return)
-        mean = sum(self.returns) / len(self.returns)
-        self.bar.set_postfix_str(f"return {episode_return:.1f}, mean {mean:.1f}", refresh=False)
-        self.bar.update(1)
-
-    def __enter__(self) -> EpisodeProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.bar.close()

@@ -144,7 +144,8 @@ def register_run(
     p.add_argument(
         "--image",
         type=Path,
-        help="the flashed .glc, checked against the board's (default: the board's own record)",
+        help="the flashed .glc, whose meta (checkpoint, trace unit) the report uses (default: the "
+        "board's own record of its image)",
     )
     p.add_argument("--gif", action="store_true", help="also write episode.gif")
     p.add_argument("--out", required=True, type=Path, help="output folder")

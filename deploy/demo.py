@@ -76,8 +76,7 @@ def run_demo(
                 f"({packed.resources['cores']} cores, {packed.resources['synapses']} synapses, "
                 f"{packed.network.ticks} ticks per control step), flashed over `{board.url}` to "
                 f"a board running {hello['firmware']} (hash verified), then driven through "
-                f"`{DEMO_ENV}` with the actuator fault `{fault}` (a held-out magnitude): its "
-                "joint 1 gets a constant extra torque from the onset on."
+                f"`{DEMO_ENV}` with the fault `{fault}`."
             )
             summary = board_session(
                 client,

@@ -5,9 +5,14 @@
 * ``return_aligned.png``: reward per control step aligned to the fault onset, mean and the
   10-90 % band over episodes, one line per run;
 * ``on_vs_off.png``: mean reward per step before and after onset, per run (learning on vs off
-  on the same image);
+  on the same image), with 95 % CIs over episodes;
 * ``spike_raster.png``: hidden spike counts per step of the first probed episode;
-* ``trace_drift.png``: mean |H| of the plastic trace per step, per probed run.
+* ``trace_drift.png``: mean |H| of the plastic trace per step, per probed run (float units when
+  the image gives its trace unit, board integers otherwise).
+
+``markdown`` puts one sentence under each plot (``CAPTIONS``) and, given them, the findings of
+``learning_findings`` (the learning-attributable gain with its CI, the teachers for scale);
+``write_gif`` crops the frames to the arm and labels them (``frame_labels``).
 """
 
 from __future__ import annotations

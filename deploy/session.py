@@ -61,7 +61,7 @@ def check_run(
 
 def booted_image(client: Any, image_meta: dict[str, Any] | None) -> dict[str, Any]:
     """What the board runs (slot, sha256, profile, cores) with the image's ``meta``: the board's
-    own unless the caller holds the image (``--image``), which must then be the booted one."""
+    own record, or ``image_meta`` where the caller holds the image file (``--image``)."""
     booted = dict(client.read("image"))
     sha = booted.get("sha256") or b""
     booted["sha256"] = sha.hex() if isinstance(sha, bytes) else str(sha)
@@ -83,11 +83,13 @@ def check_board_faults(plan: FaultPlan, cores: Sequence[int]) -> None:
 def default_steps(meta: dict[str, Any]) -> tuple[int | None, str]:
     """The control steps per episode the image's checkpoint was evaluated at, and where that was
     read; ``None`` (the env's own limit) when the checkpoint left no table beside it."""
-    checkpoint = Path(str(meta.get("checkpoint", "")))
+    if not meta.get("checkpoint"):
+        return None, "the env's limit"
+    checkpoint = Path(str(meta["checkpoint"]))
     folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
     for name in EVALUATION_TABLES:
         table = folder / name
-        if meta.get("checkpoint") and table.is_file():
+        if table.is_file():
             steps = json.loads(table.read_text()).get("steps")
             if isinstance(steps, int) and steps > 0:
                 return steps, f"as the checkpoint was evaluated, {table}"

@@ -234,13 +234,13 @@ def learning_findings(results: Sequence[RunResult], teachers: Sequence[RunResult
     return (
         f"**What happened.** After the fault, learning on earned {after_on.mean():.3f} reward per "
         f"step and learning off {after_off.mean():.3f}, on the same {gain.size} seeded episodes. "
-        f"The gain attributable to on-chip learning (their difference, episode by episode) is "
-        f"{gain.mean():+.3f} per step, 95 % CI {low:+.3f} to {high:+.3f}, or {returns.mean():+.1f} "
-        f"return per episode (95 % CI +- {ci95(returns):.1f}): {verdict}. For scale, on the same episodes "
-        f"the fault-blind teacher (computed torque for the healthy arm) earns {blind:.3f} per "
-        f"step after the onset and the fault-aware teacher (it knows the fault) {aware:.3f}; "
-        f"learning on closes {closure[0]:.0%} of the gap between them, learning off "
-        f"{closure[1]:.0%}."
+        "The gain attributable to on-chip learning (their difference, episode by episode) is "
+        f"{gain.mean():+.3f} per step, 95 % CI {low:+.3f} to {high:+.3f}, or "
+        f"{returns.mean():+.1f} return per episode (95 % CI +- {ci95(returns):.1f}): {verdict}. "
+        "For scale, on the same episodes the fault-blind teacher (computed torque for the "
+        f"healthy arm) earns {blind:.3f} per step after the onset and the fault-aware teacher "
+        f"(it knows the fault) {aware:.3f}; learning on closes {closure[0]:.0%} of the gap "
+        f"between them, learning off {closure[1]:.0%}."
     )
 
 

@@ -115,18 +115,38 @@ def register_run(
         help="run the closed loop (env <-> board) with faults; telemetry, summary and plots",
         description=(
             "Drive ENV with the board on --port for N episodes, learning on, off or both on the "
-            "same image, with faults in any domain (robot:..., board:..., link:...). Writes "
-            "telemetry.jsonl, summary.json, PNG plots and report.md into --out."
+            "same image, with faults in any domain (robot:..., board:..., link:...). Every "
+            "argument is checked before the port opens. Progress per episode on stderr; "
+            "telemetry.jsonl is flushed per episode (per step with -v), so Ctrl-C keeps it and "
+            "writes summary.json, PNG plots and report.md of the episodes completed into --out."
         ),
     )
     p.add_argument("--port", required=True, help="pyserial URL or pty path of the board")
     p.add_argument("--env", default="glocal/ArmReach-v0", help="gymnasium env id")
-    p.add_argument("--episodes", type=int, default=5, help="episodes per run")
-    p.add_argument("--steps", type=int, help="control steps per episode (default: the env's)")
-    p.add_argument("--fault", action="append", default=[], metavar="SPEC", help="fault spec")
+    p.add_argument("--episodes", type=int, default=5, help="episodes per run (%(default)s)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        help="control steps per episode (default: the steps the image's checkpoint was evaluated "
+        "at, else the env's limit; printed)",
+    )
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="fault spec, repeat for combined faults, e.g. --fault "
+        "robot:gain-loss:joint=1,gain=0.3,onset=100 --fault board:dead-neuron:core=0 "
+        "(docs/faults.md)",
+    )
     p.add_argument("--learning", default="both", choices=("on", "off", "both"))
     p.add_argument("--seed", type=int, default=0, help="env seed of the first episode")
-    p.add_argument("--image", type=Path, help="the flashed .glc (for trace units and cores)")
+    p.add_argument(
+        "--image",
+        type=Path,
+        help="the flashed .glc, whose meta (checkpoint, trace unit) the report uses (default: the "
+        "board's own record of its image)",
+    )
     p.add_argument("--gif", action="store_true", help="also write episode.gif")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.set_defaults(handler=run_command)
@@ -161,10 +181,17 @@ def register_hil(
             "Check a board that speaks the protocol: HELLO, STATUS, flash and resume, boot, STEP "
             "bit-exact to the spec's engine, RESET, learning on/off, bad input, fault injection "
             "and recovery. Exit code 1 if any check fails. The suite flashes and boots its own "
-            "small test image, so flash your model again afterwards."
+            "small test image into the spare A/B slot and boots the image that ran before again "
+            "at the end, saying which; a board without A/B slots is refused unless "
+            "--allow-reflash (then flash your model again afterwards)."
         ),
     )
     p.add_argument("--port", required=True, help="pyserial URL or pty path of the board")
+    p.add_argument(
+        "--allow-reflash",
+        action="store_true",
+        help="run even where the test image overwrites the board's only slot",
+    )
     p.set_defaults(handler=hil_command)
 
 
@@ -379,9 +406,10 @@ def flash_command(args: argparse.Namespace) -> dict[str, Any]:
         transport.close()
 
 
-def image_meta(path: Path | None) -> dict[str, Any]:
+def image_meta(path: Path | None) -> dict[str, Any] | None:
+    """The ``meta`` of the image file ``--image`` (None: read the board's own)."""
     if path is None:
-        return {}
+        return None
     from protocol.image import open_image
 
     return dict(open_image(path.read_bytes()).image.meta)
@@ -389,8 +417,11 @@ def image_meta(path: Path | None) -> dict[str, Any]:
 
 def run_command(args: argparse.Namespace) -> dict[str, Any]:
     from deploy.flash import connect
-    from deploy.session import board_session
+    from deploy.session import board_session, check_run
 
+    # refused here, before a port is opened or --out touched, in one sentence each
+    check_run(args.env, args.episodes, args.fault, args.learning, args.steps)
+    meta = image_meta(args.image)
     link = any(spec.strip().lower().startswith("link:") for spec in args.fault)
     client, transport = connect(args.port, **({"seed": args.seed} if link else {}))
     try:
@@ -403,9 +434,11 @@ def run_command(args: argparse.Namespace) -> dict[str, Any]:
             learning=args.learning,
             steps=args.steps,
             seed=args.seed,
-            image_meta=image_meta(args.image),
+            image_meta=meta,
             link=transport if link else None,
             gif=args.gif,
+            port=args.port,
+            flush_every_step=args.verbose > 0,
         )
     finally:
         transport.close()
@@ -453,25 +486,16 @@ def hil_command(args: argparse.Namespace) -> dict[str, Any]:
 
     client, transport = connect(args.port)
     try:
-        return run_suite(client, report)
+        return run_suite(client, report, args.allow_reflash)
     finally:
         transport.close()
 
 
 def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
-    from tqdm import tqdm
-
     from deploy.evaluate import Episodes, closing_table, format_tables, write_tables
+    from deploy.progress import EpisodeBar
 
-    bar = None
-
-    def progress(done: int, total: int, row: str) -> None:
-        nonlocal bar  # made on the first episode: a refused option prints no empty bar
-        bar = bar or tqdm(total=total, file=sys.stderr, desc="evaluate", unit="episode")
-        bar.set_postfix_str(row, refresh=False)
-        bar.update(done - bar.n)
-
-    try:
+    with EpisodeBar("evaluate") as progress:
         result = closing_table(
             args.checkpoint,
             args.env,
@@ -483,9 +507,6 @@ def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
             readout_copies=args.readout_copies,
             progress=progress,
         )
-    finally:
-        if bar is not None:
-            bar.close()
     if args.out:
         write_tables(result, args.out)
     if not args.json:
@@ -495,16 +516,19 @@ def evaluate_command(args: argparse.Namespace) -> dict[str, Any]:
 
 def fewshot_board_command(args: argparse.Namespace) -> dict[str, Any]:
     from deploy.fewshot_board import fewshot_board
+    from deploy.progress import EpisodeBar
 
-    summary = fewshot_board(
-        args.checkpoint,
-        args.ways,
-        args.episodes,
-        args.seed,
-        args.data_root,
-        args.out,
-        args.profile,
-    )
+    with EpisodeBar("fewshot-board") as progress:
+        summary = fewshot_board(
+            args.checkpoint,
+            args.ways,
+            args.episodes,
+            args.seed,
+            args.data_root,
+            args.out,
+            args.profile,
+            progress,
+        )
     if not args.json:
         print(summary["table"], file=sys.stderr, end="")
         if args.out:

@@ -11,14 +11,20 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import train
+from deploy.engines import TeacherController
 from deploy.errors import DeployError
+from deploy.faults import route_faults
 from deploy.flash import connect, flash_and_boot, wait_for_board
 from deploy.mapping import render_resources
 from deploy.pack import pack_checkpoint
+from deploy.report import learning_findings
+from deploy.runner import RunResult, run
 from deploy.session import board_session
 from firmware_sim.process import BoardProcess
 
@@ -67,12 +73,10 @@ def run_demo(
             flashed = flash_and_boot(client, packed.data)
             intro = (
                 f"Checkpoint `{source}` packed for the `{DEMO_PROFILE}` profile "
-                f"({packed.resources['cores']} cores, {packed.resources['synapses']} synapses), "
-                f"flashed over `{board.url}` to a board running {hello['firmware']} "
-                f"(slot {flashed['slot']}, sha256 {flashed['sha256'][:16]}..., hash verified), "
-                f"then {episodes} seeded episodes of `{DEMO_ENV}` ({steps} control steps, "
-                f"{packed.network.ticks} ticks each) with the fault `{fault}`, learning on, then "
-                "learning off on the same image."
+                f"({packed.resources['cores']} cores, {packed.resources['synapses']} synapses, "
+                f"{packed.network.ticks} ticks per control step), flashed over `{board.url}` to "
+                f"a board running {hello['firmware']} (hash verified), then driven through "
+                f"`{DEMO_ENV}` with the fault `{fault}`."
             )
             summary = board_session(
                 client,
@@ -86,6 +90,8 @@ def run_demo(
                 gif=True,
                 title="glocal demo",
                 intro=intro,
+                port=board.url,
+                findings=partial(explain, episodes=episodes, steps=steps, fault=fault),
             )
         finally:
             transport.close()
@@ -94,3 +100,14 @@ def run_demo(
     summary["out"] = str(out)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
+
+
+def explain(results: Sequence[RunResult], episodes: int, steps: int, fault: str) -> str:
+    """The report's findings, with both teachers run on the same episodes for scale (after the
+    board's runs, and on the host only: they change none of the board's numbers)."""
+    plan = route_faults([fault])
+    teachers = [
+        run(TeacherController(aware), DEMO_ENV, plan, episodes, steps=steps, label=name)
+        for aware, name in ((False, "teacher-blind"), (True, "teacher-aware"))
+    ]
+    return learning_findings(results, teachers)

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+import robot_env
 from firmware_sim.server import Board
 from protocol.client import Client
 from protocol.transport import InProcessTransport
@@ -158,3 +159,25 @@ def in_process_board(image_bytes: bytes, flash_dir: str, profile: str) -> Any:
     result = client.flash(image_bytes)
     client.boot(result.slot)
     return client
+
+
+class TeacherController:
+    """robot_env's privileged teacher as a controller (it needs the env: ``bind``)."""
+
+    def __init__(self, aware: bool) -> None:
+        self.name = "teacher-aware" if aware else "teacher-blind"
+        self.aware = aware
+        self.teacher: Any = None
+
+    def bind(self, env: Any) -> None:
+        self.teacher = robot_env.make_teacher(env, fault_aware=self.aware)
+
+    def reset(self) -> None: ...
+
+    def set_learning(self, on: bool) -> None: ...
+
+    def step(self, obs: np.ndarray) -> np.ndarray:
+        return self.teacher(obs)
+
+    def probe(self) -> dict[str, np.ndarray]:
+        return {}

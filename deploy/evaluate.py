@@ -24,7 +24,6 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ import numpy as np
 
 import robot_env
 from deploy.demo import shipped_checkpoint
-from deploy.engines import BoardController, TorchController
+from deploy.engines import BoardController, TeacherController, TorchController
 from deploy.errors import DeployError
 from deploy.faults import route_faults
 from deploy.flash import connect, flash_and_boot
@@ -73,28 +72,6 @@ class Episodes:
     steps: int = 300
     onset: int = 100
     seed: int = 0
-
-
-class TeacherController:
-    """robot_env's privileged teacher as a controller (it needs the env: ``bind``)."""
-
-    def __init__(self, aware: bool) -> None:
-        self.name = "teacher-aware" if aware else "teacher-blind"
-        self.aware = aware
-        self.teacher: Any = None
-
-    def bind(self, env: Any) -> None:
-        self.teacher = robot_env.make_teacher(env, fault_aware=self.aware)
-
-    def reset(self) -> None: ...
-
-    def set_learning(self, on: bool) -> None: ...
-
-    def step(self, obs: np.ndarray) -> np.ndarray:
-        return self.teacher(obs)
-
-    def probe(self) -> dict[str, np.ndarray]:
-        return {}
 
 
 class TaskEnv:
@@ -175,7 +152,7 @@ def robot_table(
             for name, (controller, learning) in controllers.items():
                 result = task.run(controller, plan, seed, episodes.steps, learning)
                 rewards[name].append(after_onset(result, episodes.onset))
-            tick(row)
+            tick(f"{row}: board on {np.mean(rewards['board on']):+.3f}/step after onset")
         means = {name: float(np.mean(values)) for name, values in rewards.items()}
         blind, aware = means["teacher-blind"], means["teacher-aware"]
         table[row] = {
@@ -196,7 +173,8 @@ def on_fresh_boards(
     learning: bool,
     episodes: Episodes,
     task: TaskEnv,
-    tick: Callable[[], None],
+    tick: Callable[[str], None],
+    name: str,
 ) -> float:
     """Mean reward per step after onset, each episode on a freshly booted image: bit flips
     change weight memory (as on a chip), so without the reboot they would pile up across
@@ -211,7 +189,8 @@ def on_fresh_boards(
             board, plan, seed + e, episodes.steps, learning, board_client=board.client
         )
         rewards.append(result.rewards)
-        tick()
+        running = np.nanmean(np.concatenate(rewards)[:, onset:])
+        tick(f"{name}, learning {'on' if learning else 'off'}: {running:+.3f}/step after onset")
     return float(np.nanmean(np.concatenate(rewards)[:, onset:]))
 
 
@@ -227,7 +206,7 @@ def board_table(
     table: dict[str, Any] = {}
     for learning in (True, False):
         row = {
-            name: on_fresh_boards(board, spec, learning, episodes, task, partial(tick, name))
+            name: on_fresh_boards(board, spec, learning, episodes, task, tick, name)
             for name, spec in {"fault-free": None, **faults}.items()
         }
         base = row["fault-free"]

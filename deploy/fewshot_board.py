@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ import torch
 
 from deploy.chain import Chain, Decoder, Encoder, Layer
 from deploy.errors import DeployError
+from deploy.evaluate import Progress, Tally
 from deploy.mapping import map_chain
 from firmware_sim.engine import Engine
 from firmware_sim.profiles import get_profile
@@ -183,10 +184,12 @@ def evaluate_on_board(
     input_scale: int = BOARD_INPUT_SCALE,
     h_max: float | None = BOARD_H_MAX,
     profile: str = "tianjic",
+    tick: Callable[[str], None] | None = None,
 ) -> dict[str, float]:
     """Accuracy of N-way 1-shot episodes on the board and, on the same episodes, in torch
     (float, and with the board's integer numerics) for the deployed layer (trace clip
-    ``h_max``), with 95% CIs and the decision agreement of board and torch-int."""
+    ``h_max``), with 95% CIs and the decision agreement of board and torch-int;
+    ``tick(row)`` after each episode, with the board's running accuracy."""
     binding = quantise_binding(rule, n_way, input_scale, h_max)
     layer = deployed_layer(rule, n_way, h_max)
     board = BoardEpisodes(binding, rule.cfg.ticks, profile)
@@ -210,6 +213,8 @@ def evaluate_on_board(
         hits["torch_int"].append(float((int_pred == truth).mean()))
         hits["torch_float"].append(float((float_scores.argmax(1).numpy() == truth).mean()))
         agree += int((board_pred == int_pred).sum())
+        if tick is not None:
+            tick(f"{n_way}-way: board {np.mean(hits['board']):.3f} so far")
     out: dict[str, float] = {
         "episodes": episodes,
         "input_scale": input_scale,
@@ -301,6 +306,7 @@ def fewshot_board(
     data_root: str | Path | None = None,
     out: str | Path | None = None,
     profile: str = "tianjic",
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Few-shot episodes of every checkpoint under ``checkpoint`` on the emulated board.
 
@@ -308,7 +314,8 @@ def fewshot_board(
     (``firmware_sim`` Engine, in-process) on meta-test characters; the same episodes run in
     torch with the board's integer numerics and in torch float. ``seed`` fixes the episodes
     (default ``20_000 + the training seed``). With ``out``, writes ``fewshot-board.json`` and
-    ``fewshot-board.md`` there. Returns the summary (``--json``).
+    ``fewshot-board.md`` there. ``progress(done, total, row)`` after each episode. Returns
+    the summary (``--json``).
     """
     ways = [int(n) for n in ways]
     if not ways or min(ways) < 2:
@@ -332,6 +339,7 @@ def fewshot_board(
             )
     chars: dict[tuple[int, float, int], CharacterSet] = {}
     runs = []
+    tick = Tally(len(loaded) * len(ways) * episodes, progress)
     for ck in loaded:
         key = (ck.cfg.image_size, ck.test_fraction, ck.split_seed)
         if key not in chars:
@@ -341,7 +349,14 @@ def fewshot_board(
         episode_seed = EPISODE_SEED_OFFSET + ck.seed if seed is None else seed
         results = {
             f"{n}-way": evaluate_on_board(
-                ck.extractor, ck.rule, chars[key], n, episodes, episode_seed, profile=profile
+                ck.extractor,
+                ck.rule,
+                chars[key],
+                n,
+                episodes,
+                episode_seed,
+                profile=profile,
+                tick=tick,
             )
             for n in ways
         }

@@ -5,6 +5,8 @@ An emulated board in a child process is :class:`firmware_sim.process.BoardProces
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 import time
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 from tqdm import tqdm
 
 from deploy.errors import DeployError
+from deploy.progress import advance
 from protocol.client import Client
 from protocol.errors import ProtocolError, TransportError
 from protocol.transport import LinkEmulator, SerialTransport
@@ -26,8 +29,17 @@ def connect(url: str, timeout: float = 0.5, **link: Any) -> tuple[Any, Any]:
     try:
         transport.open()
     except TransportError as error:
-        raise DeployError(str(error)) from None
+        raise DeployError(open_failure(url, error)) from None
     return Client(transport, timeout=timeout, retries=6), transport
+
+
+def open_failure(url: str, error: TransportError) -> str:
+    """One sentence for a port that does not open: pyserial repeats the path and the errno
+    three times ("cannot open X: [Errno 2] could not open port X: [Errno 2] No such ...")."""
+    errnos = re.findall(r"\[Errno (\d+)\]", str(error))
+    if errnos:
+        return f"cannot open {url}: {os.strerror(int(errnos[-1])).lower()}."
+    return str(error)
 
 
 def flash_and_boot(client: Any, data: bytes, progress: bool = True) -> dict[str, Any]:
@@ -43,10 +55,7 @@ def flash_and_boot(client: Any, data: bytes, progress: bool = True) -> dict[str,
     )
 
     def update(offset: int, size: int) -> None:
-        bar.n = offset
-        bar.refresh()
-        if offset >= size:
-            bar.close()  # before the client logs "Hash of data verified."
+        advance(bar, offset)  # the last step closes the bar before "Hash of data verified."
 
     try:
         result = client.flash(data, progress=update)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from deploy.chain import Chain, Decoder, Encoder, Layer
+from deploy.errors import DeployError
 from deploy.mapping import map_chain
 from firmware_sim.engine import Engine
 from firmware_sim.profiles import get_profile
@@ -234,9 +235,55 @@ CHECKS: tuple[tuple[str, Callable[[Suite], str]], ...] = (
 )
 
 
-def run_suite(client: Any, report: Callable[[str, bool, str], None] | None = None) -> dict:
-    """Run every check in order; a failed check is recorded and the suite goes on where it can."""
+@dataclass(frozen=True)
+class Booted:
+    """The image a board ran before the suite (``sha256`` None: none, or STATUS failed)."""
 
+    slot: int | None
+    sha256: bytes | None
+
+
+def image_before(client: Any, allow_reflash: bool) -> Booted:
+    """What the board runs now. A board without A/B slots loses it to the suite's test image,
+    so that is refused unless ``allow_reflash``."""
+    try:
+        status, hello = client.status(), client.hello()
+    except ProtocolError:
+        return Booted(None, None)  # the hello check says what is wrong
+    booted = Booted(status.get("active_slot"), status.get("sha256"))
+    if booted.sha256 and "ab-slots" not in hello.get("capabilities", []) and not allow_reflash:
+        raise DeployError(
+            f"the board runs an image (sha256 {booted.sha256.hex()[:16]}...) that the suite's "
+            "test image would overwrite, as it has no A/B slots; pass --allow-reflash and flash "
+            "your image again afterwards."
+        )
+    return booted
+
+
+def restore(client: Any, before: Booted) -> tuple[bool, str]:
+    """Boot the image the board ran before the suite, from the slot it still holds; the
+    sentence says which image the board runs now."""
+    if before.sha256 is None or before.slot is None:
+        return True, "no image was booted before the suite; the board keeps its test image."
+    name = f"slot {before.slot}, sha256 {before.sha256.hex()[:16]}..."
+    try:
+        booted = client.boot(before.slot)
+    except ProtocolError as error:
+        return False, f"could not boot the image of before ({name}): {error}; flash it again."
+    if booted["sha256"] != before.sha256:
+        return False, f"the image of before ({name}) is gone from its slot; flash it again."
+    return True, f"restored the image booted before the suite ({name})."
+
+
+def run_suite(
+    client: Any,
+    report: Callable[[str, bool, str], None] | None = None,
+    allow_reflash: bool = False,
+) -> dict:
+    """Run every check in order; a failed check is recorded and the suite goes on where it can.
+    The image booted before is booted again at the end (see :func:`restore`)."""
+
+    before = image_before(client, allow_reflash)
     suite = Suite(client)
     results = []
     for name, check in CHECKS:
@@ -250,10 +297,14 @@ def run_suite(client: Any, report: Callable[[str, bool, str], None] | None = Non
         if not passed and name in ("hello", "flash", "boot"):
             break  # nothing after these can run
     failed = sum(not r["passed"] for r in results)
+    restored, sentence = restore(client, before)
+    if report is not None:
+        report("restore", restored, sentence)
     return {
         "checks": results,
         "passed": len(results) - failed,
         "failed": failed,
         "skipped": len(CHECKS) - len(results),
-        "exit_code": 1 if failed or len(results) < len(CHECKS) else 0,
+        "restored": {"ok": restored, "detail": sentence},
+        "exit_code": 1 if failed or len(results) < len(CHECKS) or not restored else 0,
     }

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
 import numpy as np
@@ -65,6 +66,23 @@ class RunResult:
             "latency_ms_p99": float(np.percentile(lat, 99)) if lat.size else None,
         }
 
+    def first(self, episodes: int) -> RunResult:
+        """The same run cut to its first ``episodes`` episodes (what an interrupted run kept)."""
+        return replace(
+            self,
+            rewards=self.rewards[:episodes],
+            onsets=self.onsets[:episodes],
+            latency_ms=self.latency_ms[:episodes],
+        )
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; ``result`` holds the episodes that were completed."""
+
+    def __init__(self, result: RunResult) -> None:
+        super().__init__(f"interrupted after {result.rewards.shape[0]} episodes")
+        self.result = result
+
 
 def check_episodes(episodes: int) -> None:
     """Refuse a run of no episodes (callers check before they write anything)."""
@@ -86,8 +104,11 @@ def run(
     frames_every: int = 0,
     board_client: Any = None,
     link: Any = None,
+    on_episode: Callable[[int, float], None] | None = None,
 ) -> RunResult:
-    """Run ``episodes`` closed-loop episodes; see the module docstring."""
+    """Run ``episodes`` closed-loop episodes; see the module docstring. After each episode the
+    telemetry is flushed (a crashed run keeps what it measured) and ``on_episode(e, return)``
+    is told; Ctrl-C raises :class:`RunInterrupted` with the completed episodes."""
     check_episodes(episodes)
     check_plan(plan, board_client, link)
     label = label or f"{controller.name}-{'on' if learning else 'off'}"
@@ -103,7 +124,14 @@ def run(
             board_client.clear_fault()
             injected = [board_client.inject_fault(r)["fault_id"] for r in plan.board]
         for e in range(episodes):
-            loop.episode(e, seed + e, record)
+            try:
+                loop.episode(e, seed + e, record)
+            except KeyboardInterrupt:
+                raise RunInterrupted(record.result(label, learning).first(e)) from None
+            if telemetry is not None:
+                telemetry.flush()
+            if on_episode is not None:
+                on_episode(e, float(np.nansum(record.rewards[e])))
     finally:
         if injected and board_client is not None:
             board_client.clear_fault()

@@ -51,6 +51,13 @@ def register(
         metavar="SPEC",
         help="board fault applied at every boot, e.g. board:dead-neuron:core=0,fraction=0.1",
     )
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no session log (by default one line per HELLO, FLASH, BOOT, RESET, refusal; "
+        "-v adds the hex of every frame)",
+    )
     p.set_defaults(handler=board_command)
 
 
@@ -58,6 +65,8 @@ def board_command(args: argparse.Namespace) -> dict:
     from firmware_sim.faults import parse_fault
     from firmware_sim.server import Board, serve
 
+    if args.quiet:
+        logging.getLogger("firmware_sim").setLevel(logging.WARNING)
     faults = [parse_fault(spec) for spec in args.fault]
     flash_dir = args.flash_dir or Path(tempfile.mkdtemp(prefix="glocal-board-"))
     key = None
@@ -65,7 +74,7 @@ def board_command(args: argparse.Namespace) -> dict:
         from protocol.image import load_public_key
 
         key = load_public_key(args.public_key)
-    board = Board(flash_dir, args.profile, public_key=key, startup_faults=faults)
+    board = Board(flash_dir, args.profile, public_key=key, startup_faults=faults, log_session=True)
     log.info(
         "board %s, flash in %s, %s",
         args.profile,

@@ -147,6 +147,16 @@ def _target_map(target: Any) -> dict[str, Any]:
     return {"core": target}
 
 
+def _check_number(spec: str, key: str, value: str) -> None:
+    """Every key takes a number, but core may be ``all`` and onset a ``LOW..HIGH`` window."""
+    if (key == "core" and value == ALL_CORES) or (key == "onset" and ".." in value):
+        return
+    try:
+        float(value)
+    except ValueError:
+        raise FaultError(f"fault spec {spec!r}: {key} must be a number, not {value!r}.") from None
+
+
 def parse_fault(text: str) -> Fault:
     """``[board:]KIND[:key=value,...]`` -> Fault, in the syntax of docs/faults.md.
 
@@ -170,6 +180,7 @@ def parse_fault(text: str) -> Fault:
     for key, value in params.items():
         if key not in allowed:
             raise FaultError(f"{kind} takes the keys {', '.join(allowed)}, not {key!r}.")
+        _check_number(text, key, value)
         if key in ("core", "neuron"):
             record["target"][key] = value
         elif key == magnitude_key:

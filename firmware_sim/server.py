@@ -28,8 +28,9 @@ from firmware_sim.profiles import Profile, get_profile
 from firmware_sim.tables_io import tables_from_image
 from protocol import numeric
 from protocol.board import BOARD_MAX_PAYLOAD, FlashReceiver, Responder
-from protocol.errors import RequestRejected
-from protocol.messages import PROTOCOL_VERSION, ErrorCode, MessageType
+from protocol.errors import MessageError, RequestRejected
+from protocol.framing import FrameDecoder
+from protocol.messages import PROTOCOL_VERSION, ErrorCode, Message, MessageType
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +49,15 @@ class Board:
         board_id: str = "glocal-board",
         max_payload: int = BOARD_MAX_PAYLOAD,
         startup_faults: list[Fault] | None = None,
+        log_session: bool = False,
     ) -> None:
         self.startup_faults = list(startup_faults or [])
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
         self.public_key = public_key
         self.board_id = board_id
         self.store = FlashStore(flash_dir)
-        self.responder = Responder(max_payload=max_payload)
+        # a board of its own (`glocal board`) logs its session; one inside a host process is quiet
+        self.responder = (SessionLog if log_session else Responder)(max_payload=max_payload)
         self.flash = FlashReceiver(self.store, self.check_image, max_chunk=max_payload - 1024)
         self.flash.register(self.responder)
         handlers: dict[MessageType, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -239,6 +242,7 @@ class Board:
                     "sha256": self.active_sha256,
                     "profile": engine.profile.name,
                     "cores": engine.core_ids,
+                    "meta": engine.image.meta,  # the host's provenance: checkpoint, trace unit
                 }
             }
         per_core = {
@@ -278,6 +282,74 @@ class Board:
         engine = self._require_engine()
         engine.learning = bool(body["enabled"])
         return {"enabled": engine.learning}
+
+
+class SessionLog(Responder):
+    """The protocol's responder with one INFO line per session event (HELLO, FLASH begin and
+    end, BOOT, RESET, ERASE, FAULT, every refusal with its reason) and, at DEBUG, the
+    hex of every frame in and out; STEP, READ, STATUS, LEARN and FLASH_DATA are too many to log."""
+
+    def register(self, kind: MessageType, handler: Callable[[dict[str, Any]], Any]) -> None:
+        def logged(body: dict[str, Any]) -> Any:
+            result = handler(body)
+            event = describe_event(kind, body, result)
+            if event:
+                log.info("%s", event)
+            return result
+
+        super().register(kind, logged)
+
+    def feed(self, data: bytes) -> bytes:
+        log.debug("<- %s", data.hex(" "))
+        counters = self.decoder.counters
+        dropped = counters.bad_frames + counters.oversized
+        answers = super().feed(data)
+        if counters.bad_frames + counters.oversized > dropped:
+            log.info("refused a frame: bad COBS, CRC or size (dropped, no answer)")
+        if answers:
+            log.debug("-> %s", answers.hex(" "))
+        return answers
+
+    def answer(self, payload: bytes) -> bytes | None:
+        naks = self.counters.naks
+        frame = super().answer(payload)
+        if frame and self.counters.naks > naks:
+            try:
+                kind = Message.loads(payload).type.name
+            except MessageError:
+                kind = "a malformed request"
+            reason = Message.loads(FrameDecoder(self.max_payload).feed(frame)[0]).body["error"]
+            log.info("refused %s: %s", kind, reason)
+        return frame
+
+
+def describe_event(kind: MessageType, body: dict[str, Any], result: dict[str, Any]) -> str | None:
+    """The log line of one answered request, or None for the frequent ones."""
+    if kind is MessageType.HELLO:
+        return (
+            f"HELLO: answered as {result['board_id']} ({result['firmware']}, {result['profile']})"
+        )
+    if kind is MessageType.FLASH_BEGIN:
+        return (
+            f"FLASH begin: {body['size']} bytes, sha256 {body['sha256'].hex()[:16]}..., "
+            f"resuming at byte {result['offset']}"
+        )
+    if kind is MessageType.FLASH_END:
+        return (
+            f"FLASH end: {result['size']} bytes, sha256 {result['sha256'].hex()[:16]}... "
+            f"verified, written to slot {result['slot']}"
+        )
+    if kind is MessageType.BOOT:
+        return f"BOOT: slot {result['slot']}, sha256 {result['sha256'].hex()[:16]}..."
+    if kind is MessageType.RESET:
+        return "RESET: hard (reboot from flash)" if body.get("hard") else "RESET"
+    if kind is MessageType.ERASE:
+        return f"ERASE: slot {result['slot']}"
+    if kind is MessageType.FAULT:
+        if body["action"] == "inject":
+            return f"FAULT: injected {body['record'].get('kind')} as fault {result['fault_id']}"
+        return f"FAULT: cleared, active {result['active']}"
+    return None
 
 
 def serve(

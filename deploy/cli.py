@@ -128,6 +128,18 @@ def register_run(
     p.add_argument("--seed", type=int, default=0, help="env seed of the first episode")
     p.add_argument("--image", type=Path, help="the flashed .glc (for trace units and cores)")
     p.add_argument("--gif", action="store_true", help="also write episode.gif")
+    p.add_argument(
+        "--step-deadline",
+        type=float,
+        metavar="SECONDS",
+        help="longest wait for one STEP's answer (default: the env's control period)",
+    )
+    p.add_argument(
+        "--on-miss",
+        default="hold",
+        choices=("hold", "zero"),
+        help="action when a STEP misses its deadline: hold the last one or send zeros",
+    )
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.set_defaults(handler=run_command)
 
@@ -406,6 +418,8 @@ def run_command(args: argparse.Namespace) -> dict[str, Any]:
             image_meta=image_meta(args.image),
             link=transport if link else None,
             gif=args.gif,
+            step_deadline=args.step_deadline,
+            on_miss=args.on_miss,
         )
     finally:
         transport.close()

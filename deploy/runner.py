@@ -7,16 +7,28 @@ the env's ``FaultWrapper``; board faults are injected once through the FAULT mes
 onset counts steps since RESET, and every episode starts with RESET); link faults switch the
 ``LinkEmulator`` at their onset and end.
 
+On a board each control step is one STEP exchange bounded by a deadline, by default the env's
+control period (``step_deadline`` overrides it): the client retries while the deadline allows,
+and a STEP still unanswered then is a *miss*: the runner applies ``on_miss`` (``hold`` the last
+action, as a motor driver does when its controller goes quiet, or ``zero``) and moves on. A board
+that restarts (its boot id changes), whose port breaks, or that misses
+:data:`SILENT_STEPS_LIMIT` steps in a row stops the run with one sentence: going on against a
+fresh network state would not be the same run. At the end the runner reads the board's counters
+and accounts for every STEP (:class:`StepAccount`): sent, delivered, executed by the board, and
+whether its ticks are exactly ``ticks_per_step`` per executed STEP.
+
 Telemetry: one JSON line per control step (run, episode, step, observation, action, reward,
-active faults, the controller's latency, and when probed the hidden layer's spike count and mean
-|trace|). ``RunResult`` keeps the arrays the report plots.
+active faults, the step's latency, whether it missed, its retries, and when probed the hidden
+layer's spike count and mean |trace|). ``RunResult`` keeps the arrays the report plots.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
 import numpy as np
@@ -25,7 +37,37 @@ import robot_env
 from deploy.engines import Controller
 from deploy.errors import DeployError
 from deploy.faults import FaultPlan, link_active
-from protocol.errors import LinkTimeoutError
+from protocol.errors import BoardResetError, LinkTimeoutError, TransportError
+
+log = logging.getLogger(__name__)
+
+MISS_POLICIES = ("hold", "zero")
+# Consecutive missed steps after which the board counts as gone (one second at 50 ms): a lossy
+# link misses a few in a row, a board that lost power or its cable misses them all.
+SILENT_STEPS_LIMIT = 20
+
+
+@dataclass(frozen=True)
+class StepAccount:
+    """One run's STEPs on the board: ``sent`` and ``delivered`` by the host's count, ``executed``
+    and ``ticks`` by the board's counters; a STEP runs at most once, so ``delivered <= executed
+    <= sent`` and ``ticks == ticks_per_step * executed``."""
+
+    sent: int
+    delivered: int
+    executed: int
+    ticks: int
+    ticks_per_step: int
+
+    @property
+    def exactly_once(self) -> bool:
+        return (
+            self.delivered <= self.executed <= self.sent
+            and self.ticks == self.ticks_per_step * self.executed
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "exactly_once": self.exactly_once}
 
 
 @dataclass
@@ -40,7 +82,8 @@ class RunResult:
     spike_counts: np.ndarray | None = None  # (steps, n_hidden) of the first episode
     trace_abs: np.ndarray | None = None  # (steps,) mean |H| of the first episode
     frames: list[np.ndarray] = field(default_factory=list)
-    steps_lost: int = 0  # STEPs the link lost after every retry (the last action was held)
+    misses: np.ndarray | None = None  # (episodes, steps) bool: the STEP missed its deadline
+    account: StepAccount | None = None  # a board's STEPs, when the run had one
 
     def summary(self) -> dict[str, Any]:
         totals = np.nansum(self.rewards, axis=1)
@@ -51,6 +94,7 @@ class RunResult:
                 before.append(np.nanmean(row[:onset]))
                 after.append(np.nanmean(row[onset:]))
         lat = self.latency_ms[np.isfinite(self.latency_ms)]
+        misses = int(self.misses.sum()) if self.misses is not None else 0
         return {
             "label": self.label,
             "learning": self.learning,
@@ -60,9 +104,12 @@ class RunResult:
             "reward_per_step": float(np.nanmean(self.rewards)),
             "reward_before_onset": float(np.mean(before)) if before else None,
             "reward_after_onset": float(np.mean(after)) if after else None,
-            "steps_lost": self.steps_lost,
+            "steps_lost": misses,
+            "miss_rate": misses / lat.size if lat.size else None,
             "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,
             "latency_ms_p99": float(np.percentile(lat, 99)) if lat.size else None,
+            "latency_ms_max": float(lat.max()) if lat.size else None,
+            "board_steps": self.account.to_dict() if self.account is not None else None,
         }
 
 
@@ -86,29 +133,54 @@ def run(
     frames_every: int = 0,
     board_client: Any = None,
     link: Any = None,
+    step_deadline: float | None = None,
+    on_miss: str = "hold",
 ) -> RunResult:
-    """Run ``episodes`` closed-loop episodes; see the module docstring."""
+    """Run ``episodes`` closed-loop episodes; see the module docstring. ``step_deadline`` (s)
+    bounds each STEP on ``board_client`` (default: the env's control period)."""
     check_episodes(episodes)
     check_plan(plan, board_client, link)
+    check_step_options(step_deadline, on_miss)
     label = label or f"{controller.name}-{'on' if learning else 'off'}"
     env = make_run_env(env_id, plan, steps, frames_every)
     if hasattr(controller, "bind"):  # a controller that reads the env itself (a teacher)
         controller.bind(env)
     limit = env.spec.max_episode_steps if env.spec is not None else None
-    loop = ClosedLoop(controller, env, plan, link, label, learning, telemetry, probe, frames_every)
+    deadline = step_deadline or control_period(env)
+    exchange = StepExchange(controller, board_client, deadline, on_miss)
+    loop = ClosedLoop(exchange, env, plan, link, label, learning, telemetry, probe, frames_every)
     record = Record(episodes, steps or int(limit or 400), probe)
     injected = []
     try:
         if board_client is not None:
             board_client.clear_fault()
+            exchange.warm_up(np.zeros(env.observation_space.shape))
             injected = [board_client.inject_fault(r)["fault_id"] for r in plan.board]
+        before = exchange.board_counters()
         for e in range(episodes):
             loop.episode(e, seed + e, record)
+        account = exchange.account(before)
     finally:
         if injected and board_client is not None:
             board_client.clear_fault()
         env.close()
-    return record.result(label, learning)
+    return record.result(label, learning, account)
+
+
+def check_step_options(step_deadline: float | None, on_miss: str) -> None:
+    """Refuse a deadline that is not a positive number of seconds, or an unknown miss policy."""
+    if step_deadline is not None and not step_deadline > 0:
+        raise DeployError(
+            f"--step-deadline must be a positive number of seconds, not {step_deadline}."
+        )
+    if on_miss not in MISS_POLICIES:
+        raise DeployError(f"--on-miss must be hold or zero, not {on_miss!r}.")
+
+
+def control_period(env: Any) -> float:
+    """Seconds of one control step: the env's ``dt``, else one frame at its ``render_fps``."""
+    dt = getattr(env.unwrapped, "dt", None)
+    return float(dt) if dt else 1.0 / env.metadata["render_fps"]
 
 
 def check_plan(plan: FaultPlan, board_client: Any, link: Any) -> None:
@@ -140,7 +212,7 @@ class Record:
         self.rewards = np.full((episodes, horizon), np.nan)
         self.latency = np.full((episodes, horizon), np.nan)
         self.onsets: list[int | None] = []
-        self.lost = np.zeros(episodes, np.int64)
+        self.misses = np.zeros((episodes, horizon), bool)
         self.counts: np.ndarray | None = None
         self.trace_abs = np.full(horizon, np.nan) if probe else None
         self.frames: list[np.ndarray] = []
@@ -155,7 +227,7 @@ class Record:
             self.counts[t] = probed["counts"]
             line["spikes"] = int(probed["counts"].sum())
 
-    def result(self, label: str, learning: bool) -> RunResult:
+    def result(self, label: str, learning: bool, account: StepAccount | None) -> RunResult:
         return RunResult(
             label,
             learning,
@@ -165,16 +237,106 @@ class Record:
             self.counts,
             self.trace_abs,
             self.frames,
-            int(self.lost.sum()),
+            self.misses,
+            account,
         )
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """What one control step's exchange gave: the action applied and how the step went."""
+
+    action: np.ndarray
+    latency_ms: float
+    miss: bool
+    retries: int
+
+
+class StepExchange:
+    """One controller step per control period. On a board (``client`` set) each STEP must be
+    answered within ``deadline`` seconds; a miss applies ``on_miss``, and a restarted or vanished
+    board ends the run with one sentence (:class:`~deploy.errors.DeployError`)."""
+
+    def __init__(self, controller: Controller, client: Any, deadline: float, on_miss: str) -> None:
+        self.controller = controller
+        self.client = client
+        self.deadline = deadline
+        self.on_miss = on_miss
+        self.silent = 0
+        self.period_ends = 0.0
+
+    def step(self, obs: np.ndarray, held: np.ndarray, where: str) -> Exchange:
+        retries = self.client.counters.retries if self.client is not None else 0
+        started = time.monotonic()
+        self.period_ends = started + self.deadline
+        try:
+            with self.bounded():
+                action, miss = self.controller.step(obs), False
+        except LinkTimeoutError:
+            action, miss = (held if self.on_miss == "hold" else np.zeros_like(held)), True
+        except (BoardResetError, TransportError) as error:
+            raise DeployError(f"{where}: {error} The run stopped there.") from None
+        latency_ms = (time.monotonic() - started) * 1e3
+        self.silent = self.silent + 1 if miss else 0
+        if self.silent >= SILENT_STEPS_LIMIT:
+            raise DeployError(
+                f"{where}: the board answered none of the last {self.silent} STEPs; it is gone "
+                "(power, cable or port), so the run stopped there."
+            )
+        after = self.client.counters.retries if self.client is not None else 0
+        return Exchange(action, latency_ms, miss, after - retries)
+
+    def warm_up(self, obs: np.ndarray) -> None:
+        """One STEP without a deadline before the run: a board's first STEP may compile its
+        kernels (the emulated one takes most of a second), which must not count as a miss. The
+        first episode's RESET clears what it did."""
+        self.controller.reset()
+        self.controller.step(obs)
+
+    def bounded(self, until_period_end: bool = False) -> Any:
+        """Bound the board's requests by this step's deadline (the probe gets what is left)."""
+        if self.client is None:
+            return contextlib.nullcontext()
+        left = self.period_ends - time.monotonic() if until_period_end else self.deadline
+        return self.client.deadline(left)
+
+    def board_counters(self) -> dict[str, int] | None:
+        """The board's STEP and tick counters and the host's STEP ledger, now."""
+        if self.client is None:
+            return None
+        counters = self.client.status()["counters"]
+        if "steps" not in counters:
+            return None  # no image booted
+        ledger = self.client.steps
+        return {
+            "sent": ledger.sent,
+            "delivered": ledger.delivered,
+            "executed": counters["steps"],
+            "ticks": counters["ticks"],
+        }
+
+    def account(self, before: dict[str, int] | None) -> StepAccount | None:
+        """Every STEP of the run accounted for, from the counters before and after it."""
+        after = self.board_counters()
+        if before is None or after is None:
+            return None
+        ticks_per_step = self.client.read("image").get("ticks_per_step")
+        if ticks_per_step is None:
+            return None  # a board of before the counters: nothing to check against
+        account = StepAccount(
+            **{name: after[name] - before[name] for name in after}, ticks_per_step=ticks_per_step
+        )
+        if not account.exactly_once:
+            log.warning("the board's STEP counters do not add up: %s", account)
+        return account
 
 
 @dataclass
 class ClosedLoop:
     """One controller on one env, episode by episode: link faults switched at their onset and
-    end, a lost STEP answered by holding the last action, telemetry per step."""
+    end, each step through a :class:`StepExchange`, telemetry per step."""
 
-    controller: Controller
+    exchange: StepExchange
     env: Any
     plan: FaultPlan
     link: Any
@@ -188,15 +350,17 @@ class ClosedLoop:
         env = self.env
         obs, _ = env.reset(seed=seed)
         record.onsets.append(self.plan.onset(env.onsets))
-        self.controller.set_learning(self.learning)
-        self.controller.reset()
+        controller = self.exchange.controller
+        controller.set_learning(self.learning)
+        controller.reset()
         link_state = [False] * len(self.plan.link)
         held = np.zeros(env.action_space.shape, np.float32)
         for t in range(record.horizon):
             self.switch_link_faults(t, link_state)
             seen = obs
-            action = self.act(obs, held, e, t, record)
-            held = action
+            step = self.exchange.step(obs, held, f"{self.label}, episode {e}, step {t}")
+            action = held = step.action
+            record.latency[e, t], record.misses[e, t] = step.latency_ms, step.miss
             executed = np.clip(action, env.action_space.low, env.action_space.high)
             obs, reward, terminated, truncated, info = env.step(executed)
             record.rewards[e, t] = reward
@@ -207,7 +371,9 @@ class ClosedLoop:
                 "reward": float(reward),
                 "action": [round(float(a), 6) for a in action],
                 "faults": [f["kind"] for f in info.get("faults", [])],
-                "latency_ms": round(float(record.latency[e, t]), 4),
+                "latency_ms": round(step.latency_ms, 4),
+                "miss": step.miss,
+                "retries": step.retries,
             }
             if self.probe and e == 0:
                 self.read_probe(t, record, line)
@@ -229,22 +395,11 @@ class ClosedLoop:
                 self.link.apply_fault(fault, on)
                 link_state[i] = on
 
-    def act(self, obs: np.ndarray, held: np.ndarray, e: int, t: int, record: Record) -> Any:
-        started = time.perf_counter()
-        try:
-            action = self.controller.step(obs)
-        except LinkTimeoutError:
-            # the link lost this STEP after every retry: hold the last command, as a motor
-            # driver does when its controller goes quiet (a NAK is no loss: the board refused
-            # the request, and that ends the run with its sentence)
-            record.lost[e] += 1
-            return held
-        record.latency[e, t] = (time.perf_counter() - started) * 1e3
-        return action
-
     def read_probe(self, t: int, record: Record, line: dict[str, Any]) -> None:
+        # telemetry must not stretch the control period: the probe gets what the STEP left of it
         try:
-            probed = self.controller.probe()
+            with self.exchange.bounded(until_period_end=True):
+                probed = self.exchange.controller.probe()
         except LinkTimeoutError:
             line["probe_lost"] = True
             return

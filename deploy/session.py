@@ -18,7 +18,7 @@ from deploy.engines import BoardController
 from deploy.errors import DeployError
 from deploy.faults import route_faults
 from deploy.report import markdown, write_gif, write_plots
-from deploy.runner import RunResult, check_episodes, run
+from deploy.runner import RunResult, check_episodes, check_step_options, run
 
 LEARNING_MODES = {"on": (True,), "off": (False,), "both": (True, False)}
 
@@ -37,6 +37,8 @@ def board_session(
     gif: bool = False,
     title: str = "glocal run",
     intro: str = "",
+    step_deadline: float | None = None,
+    on_miss: str = "hold",
 ) -> dict[str, Any]:
     """Run the closed loop on the board behind ``client`` and write the out folder."""
     if learning not in LEARNING_MODES:
@@ -46,6 +48,7 @@ def board_session(
     # A run that cannot start is refused before the out folder is touched, so a mistyped env id
     # never truncates an earlier run's telemetry.
     check_episodes(episodes)
+    check_step_options(step_deadline, on_miss)
     robot_env.make(env_id).close()
     controller = BoardController.for_image(client, image_meta or {})
     out.mkdir(parents=True, exist_ok=True)
@@ -69,6 +72,8 @@ def board_session(
                     frames_every=4 if gif and k == 0 else 0,
                     board_client=client,
                     link=link,
+                    step_deadline=step_deadline,
+                    on_miss=on_miss,
                 )
             )
     images = write_plots(results, out)

@@ -37,7 +37,7 @@ import robot_env
 from deploy.engines import Controller
 from deploy.errors import DeployError
 from deploy.faults import FaultPlan, link_active
-from protocol.errors import BoardResetError, LinkTimeoutError, TransportError
+from protocol.errors import BoardResetError, LinkTimeoutError, RemoteError, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,9 @@ MISS_POLICIES = ("hold", "zero")
 # Consecutive missed steps after which the board counts as gone (one second at 50 ms): a lossy
 # link misses a few in a row, a board that lost power or its cable misses them all.
 SILENT_STEPS_LIMIT = 20
+# Requests outside the control period (episode RESET and LEARN, the warm-up STEP, counters) are
+# retried for this long: a noisy link needs many tries, and nothing waits on them in real time.
+SETUP_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -154,8 +157,9 @@ def run(
     try:
         if board_client is not None:
             board_client.clear_fault()
-            exchange.warm_up(np.zeros(env.observation_space.shape))
-            injected = [board_client.inject_fault(r)["fault_id"] for r in plan.board]
+            with exchange.setup():
+                exchange.warm_up(np.zeros(env.observation_space.shape))
+                injected = [board_client.inject_fault(r)["fault_id"] for r in plan.board]
         before = exchange.board_counters()
         for e in range(episodes):
             loop.episode(e, seed + e, record)
@@ -293,38 +297,48 @@ class StepExchange:
         self.controller.reset()
         self.controller.step(obs)
 
-    def bounded(self, until_period_end: bool = False) -> Any:
-        """Bound the board's requests by this step's deadline (the probe gets what is left)."""
+    def bounded(self) -> Any:
+        """Bound the board's requests by this step's deadline."""
         if self.client is None:
             return contextlib.nullcontext()
-        left = self.period_ends - time.monotonic() if until_period_end else self.deadline
-        return self.client.deadline(left)
+        return self.client.deadline(self.deadline)
+
+    def best_effort(self) -> Any:
+        """One try within what is left of the control period: telemetry never stretches it."""
+        if self.client is None:
+            return contextlib.nullcontext()
+        return self.client.deadline(self.period_ends - time.monotonic(), tries=1)
+
+    def setup(self) -> Any:
+        """Requests between control periods: retried for up to :data:`SETUP_SECONDS`."""
+        if self.client is None:
+            return contextlib.nullcontext()
+        return self.client.deadline(SETUP_SECONDS)
 
     def board_counters(self) -> dict[str, int] | None:
-        """The board's STEP and tick counters and the host's STEP ledger, now."""
+        """The board's STEP and tick counters and the host's STEP ledger, now; None for a board
+        that does not report them."""
         if self.client is None:
             return None
-        counters = self.client.status()["counters"]
-        if "steps" not in counters:
-            return None  # no image booted
+        try:
+            with self.setup():
+                counters = self.client.read("step_counters")
+        except RemoteError:
+            return None  # a board of before the counters, or one with no image booted
         ledger = self.client.steps
-        return {
-            "sent": ledger.sent,
-            "delivered": ledger.delivered,
-            "executed": counters["steps"],
-            "ticks": counters["ticks"],
-        }
+        return {"sent": ledger.sent, "delivered": ledger.delivered, **counters}
 
     def account(self, before: dict[str, int] | None) -> StepAccount | None:
         """Every STEP of the run accounted for, from the counters before and after it."""
         after = self.board_counters()
         if before is None or after is None:
             return None
-        ticks_per_step = self.client.read("image").get("ticks_per_step")
-        if ticks_per_step is None:
-            return None  # a board of before the counters: nothing to check against
+        if after["boot"] != before["boot"]:
+            raise DeployError("the board restarted during the run; its STEP counters restarted.")
         account = StepAccount(
-            **{name: after[name] - before[name] for name in after}, ticks_per_step=ticks_per_step
+            **{name: after[name] - before[name] for name in ("sent", "delivered", "executed")},
+            ticks=after["ticks"] - before["ticks"],
+            ticks_per_step=after["ticks_per_step"],
         )
         if not account.exactly_once:
             log.warning("the board's STEP counters do not add up: %s", account)
@@ -351,8 +365,9 @@ class ClosedLoop:
         obs, _ = env.reset(seed=seed)
         record.onsets.append(self.plan.onset(env.onsets))
         controller = self.exchange.controller
-        controller.set_learning(self.learning)
-        controller.reset()
+        with self.exchange.setup():
+            controller.set_learning(self.learning)
+            controller.reset()
         link_state = [False] * len(self.plan.link)
         held = np.zeros(env.action_space.shape, np.float32)
         for t in range(record.horizon):
@@ -398,7 +413,7 @@ class ClosedLoop:
     def read_probe(self, t: int, record: Record, line: dict[str, Any]) -> None:
         # telemetry must not stretch the control period: the probe gets what the STEP left of it
         try:
-            with self.exchange.bounded(until_period_end=True):
+            with self.exchange.best_effort():
                 probed = self.exchange.controller.probe()
         except LinkTimeoutError:
             line["probe_lost"] = True

@@ -40,7 +40,7 @@ from protocol.messages import PROTOCOL_VERSION, ErrorCode, MessageType
 log = logging.getLogger(__name__)
 
 FIRMWARE = "firmware_sim 0.1"
-READABLE = ("weights", "traces", "v_mem", "counters", "faults", "spikes", "image")
+READABLE = ("weights", "traces", "v_mem", "counters", "faults", "spikes", "image", "step_counters")
 
 
 class Board:
@@ -247,6 +247,15 @@ class Board:
         engine = self._require_engine()
         if name == "faults":
             return {"value": [{"fault_id": i, **f.to_dict()} for i, f in self.faults.items()]}
+        if name == "step_counters":  # small enough to get through a noisy link
+            return {
+                "value": {
+                    "boot": self.boot_id,
+                    "executed": engine.telemetry.steps,
+                    "ticks": engine.telemetry.ticks,
+                    "ticks_per_step": engine.ticks_per_step,
+                }
+            }
         if name == "image":
             return {
                 "value": {
@@ -254,7 +263,6 @@ class Board:
                     "sha256": self.active_sha256,
                     "profile": engine.profile.name,
                     "cores": engine.core_ids,
-                    "ticks_per_step": engine.ticks_per_step,
                 }
             }
         per_core = {

@@ -143,6 +143,7 @@ class Client:
         self.steps = StepLedger()
         self.round_trip = RoundTrip(_MIN_RETRY)
         self._deadline: float | None = None
+        self._deadline_tries: int | None = None
         # A fresh starting seq per client keeps a board's answer cache from matching a request
         # of an earlier session that happened to reuse the same seq and bytes; starting below
         # 2**16 keeps seq a 3-byte msgpack integer for a long while.
@@ -151,14 +152,16 @@ class Client:
     # --- requests ----------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def deadline(self, seconds: float) -> Iterator[None]:
+    def deadline(self, seconds: float, tries: int | None = None) -> Iterator[None]:
         """Requests made inside must be answered within ``seconds`` from now, or raise
-        :class:`DeadlineMissedError` (tries are then bounded by time, not by count)."""
-        outer, self._deadline = self._deadline, time.monotonic() + seconds
+        :class:`DeadlineMissedError`; tries are then bounded by time, and by ``tries`` if given
+        (``tries=1``: best effort, as telemetry is)."""
+        outer, self._deadline = (self._deadline, self._deadline_tries), time.monotonic() + seconds
+        self._deadline_tries = tries
         try:
             yield
         finally:
-            self._deadline = outer
+            self._deadline, self._deadline_tries = outer
 
     def request(
         self, kind: MessageType, body: Mapping[str, Any] | None = None, tries: int | None = None
@@ -168,6 +171,9 @@ class Client:
         ``tries`` (default: 1 + the client's ``retries``) bounds how often it is sent, unless a
         :meth:`deadline` bounds it by time.
         """
+        deadline = self._deadline
+        if deadline is not None:
+            tries = tries or self._deadline_tries or SEQ_LIMIT  # time is the bound
         tries = self.retries + 1 if tries is None else tries
         seq = self._seq
         self._seq = (self._seq + 1) % SEQ_LIMIT
@@ -176,9 +182,8 @@ class Client:
         wire_time = 0.0
         if self.transport.bytes_per_second:
             wire_time = (len(frame) + _ANSWER_ALLOWANCE) / self.transport.bytes_per_second
-        deadline = self._deadline
         started, silences, attempt = time.monotonic(), 0, 0
-        while deadline is not None or attempt < tries:
+        while attempt < tries:
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 raise DeadlineMissedError(
@@ -191,7 +196,7 @@ class Client:
             log.debug("-> %s seq %d: %s", kind.name, seq, frame[:64].hex(" "))
             self.transport.send(frame)
             wait = min(self.timeout * self.backoff**silences, self.max_timeout)
-            if deadline is not None:
+            if deadline is not None and attempt + 1 < tries:
                 wait = min(wait, self.round_trip.retry_after)
             until = now + wait + wire_time
             answer = self._await(seq, until if deadline is None else min(until, deadline))
@@ -222,6 +227,8 @@ class Client:
                     continue
                 if message.seq == seq and message.type in (T.ACK, T.NAK):
                     return message
+                if message.seq is None and message.type is T.NAK:
+                    return _DAMAGED  # the board read a damaged frame: most likely this request
                 self.counters.stale_answers += 1
             if self.decoder.counters.bad_frames > bad_before:
                 # Most likely our answer, damaged: ask again now instead of waiting it out. The

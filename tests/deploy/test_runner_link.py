@@ -13,7 +13,8 @@ from deploy.engines import BoardController
 from deploy.errors import DeployError
 from deploy.faults import route_faults
 from deploy.pack import pack_checkpoint
-from deploy.runner import SILENT_STEPS_LIMIT, StepExchange, check_step_options, run
+from deploy.report import markdown, write_plots
+from deploy.runner import SILENT_STEPS_LIMIT, RunResult, StepExchange, check_step_options, run
 from firmware_sim.server import Board
 from protocol.client import Client
 from protocol.errors import DeadlineMissedError
@@ -111,3 +112,15 @@ def test_a_board_that_answers_nothing_is_gone_after_the_silent_limit() -> None:
 def test_bad_step_options_are_refused(deadline: float, policy: str) -> None:
     with pytest.raises(DeployError, match="--step-deadline|--on-miss"):
         check_step_options(deadline, policy)
+
+
+def test_the_report_gives_misses_and_latency_and_marks_misses(tmp_path) -> None:
+    misses = np.zeros((2, 6), bool)
+    misses[1, 3] = True
+    latency = np.array([[0.3, 0.4, 0.5, 0.3, 0.3, 0.3], [0.3, 0.3, 0.3, 50.2, 0.4, 0.3]])
+    result = RunResult("learning on", True, np.zeros((2, 6)), [2, 4], latency, misses=misses)
+    paths = write_plots([result], tmp_path)
+    text = markdown("t", "", [result], paths)
+    assert "1 of 12 STEPs missed their deadline (miss rate 0.0833)" in text
+    assert "max 50.20 ms" in text
+    assert (tmp_path / "return_aligned.png").read_bytes()[:4] == b"\x89PNG"

@@ -141,3 +141,15 @@ def test_soak_a_lossy_link_briefly() -> None:
 @pytest.mark.slow
 def test_soak_a_lossy_link_for_100k_steps() -> None:
     soak(100_000)
+
+
+def test_a_damaged_frame_gets_a_nil_seq_nak_at_once() -> None:
+    damaged = bytearray(framing.encode_frame(bytes(Message(MessageType.STEP, 1, {"inputs": 1}))))
+    damaged[3] ^= 0x40
+    (payload,) = framing.FrameDecoder().feed(Responder().feed(bytes(damaged)))
+    answer = Message.loads(payload)
+    assert (
+        answer.seq is None
+        and answer.body["code"] == 1
+        and "failed its check" in answer.body["error"]
+    )

@@ -66,7 +66,9 @@ def time_steps(controller, seen: np.ndarray, warmup: int = 50) -> np.ndarray:
     return took * 1e3
 
 
-def link_row(url: str, corrupt: float, seen: np.ndarray, deadline: float, seed: int) -> dict:
+def link_row(
+    url: str, corrupt: float, seen: np.ndarray, n_act: int, deadline: float, seed: int
+) -> dict:
     """The runner's STEP exchange over ``url``, its bytes corrupted at ``corrupt`` per byte."""
     client, transport = connect(url, **({"corrupt_rate": corrupt, "seed": seed} if corrupt else {}))
     controller = BoardController(client)
@@ -80,9 +82,9 @@ def link_row(url: str, corrupt: float, seen: np.ndarray, deadline: float, seed: 
         controller.set_learning(True)
         exchange.warm_up(seen[0])
     bad_before = bad_frames()
-    held, took, missed, retries = None, [], 0, 0
-    for t, obs in enumerate(seen):
-        step = exchange.step(obs, held if held is not None else np.zeros(2), f"step {t}")
+    held, took, missed, retries = np.zeros(n_act), [], 0, 0
+    for obs in seen:
+        step = exchange.step(obs, held)
         held = step.action
         took.append(step.latency_ms)
         missed += step.miss
@@ -123,7 +125,7 @@ def main() -> None:
         rows["board over pty"] = time_steps(BoardController(client), seen)
         transport.close()
         for name, corrupt in LINKS.items():
-            links[name] = link_row(board.url, corrupt, seen, deadline, args.seed)
+            links[name] = link_row(board.url, corrupt, seen, config.n_act, deadline, args.seed)
     rows["torch (float32)"] = time_steps(TorchController(checkpoint.policy), seen)
     with tempfile.TemporaryDirectory() as tmp:
         path = export_onnx(checkpoint.policy, Path(tmp) / "step.onnx")

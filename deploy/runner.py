@@ -164,6 +164,8 @@ def run(
         for e in range(episodes):
             loop.episode(e, seed + e, record)
         account = exchange.account(before)
+    except (BoardResetError, TransportError) as error:
+        raise DeployError(f"{exchange.where}: {error} The run stopped there.") from None
     finally:
         if injected and board_client is not None:
             board_client.clear_fault()
@@ -268,8 +270,9 @@ class StepExchange:
         self.on_miss = on_miss
         self.silent = 0
         self.period_ends = 0.0
+        self.where = "before the first step"  # where the run is, for the sentence that stops it
 
-    def step(self, obs: np.ndarray, held: np.ndarray, where: str) -> Exchange:
+    def step(self, obs: np.ndarray, held: np.ndarray) -> Exchange:
         retries = self.client.counters.retries if self.client is not None else 0
         started = time.monotonic()
         self.period_ends = started + self.deadline
@@ -278,14 +281,12 @@ class StepExchange:
                 action, miss = self.controller.step(obs), False
         except LinkTimeoutError:
             action, miss = (held if self.on_miss == "hold" else np.zeros_like(held)), True
-        except (BoardResetError, TransportError) as error:
-            raise DeployError(f"{where}: {error} The run stopped there.") from None
         latency_ms = (time.monotonic() - started) * 1e3
         self.silent = self.silent + 1 if miss else 0
         if self.silent >= SILENT_STEPS_LIMIT:
             raise DeployError(
-                f"{where}: the board answered none of the last {self.silent} STEPs; it is gone "
-                "(power, cable or port), so the run stopped there."
+                f"{self.where}: the board answered none of the last {self.silent} STEPs; it is "
+                "gone (power, cable or port), so the run stopped there."
             )
         after = self.client.counters.retries if self.client is not None else 0
         return Exchange(action, latency_ms, miss, after - retries)
@@ -365,6 +366,7 @@ class ClosedLoop:
         obs, _ = env.reset(seed=seed)
         record.onsets.append(self.plan.onset(env.onsets))
         controller = self.exchange.controller
+        self.exchange.where = f"{self.label}, episode {e}, at its start"
         with self.exchange.setup():
             controller.set_learning(self.learning)
             controller.reset()
@@ -373,7 +375,8 @@ class ClosedLoop:
         for t in range(record.horizon):
             self.switch_link_faults(t, link_state)
             seen = obs
-            step = self.exchange.step(obs, held, f"{self.label}, episode {e}, step {t}")
+            self.exchange.where = f"{self.label}, episode {e}, step {t}"
+            step = self.exchange.step(obs, held)
             action = held = step.action
             record.latency[e, t], record.misses[e, t] = step.latency_ms, step.miss
             executed = np.clip(action, env.action_space.low, env.action_space.high)

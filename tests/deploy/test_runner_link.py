@@ -96,16 +96,16 @@ class Missing:
 @pytest.mark.parametrize(("policy", "expected"), [("hold", [0.5, -0.5]), ("zero", [0.0, 0.0])])
 def test_a_missed_step_applies_the_declared_policy(policy: str, expected: list[float]) -> None:
     exchange = StepExchange(Missing(), None, 0.05, policy)
-    step = exchange.step(np.zeros(10), np.array([0.5, -0.5]), "here")
+    step = exchange.step(np.zeros(10), np.array([0.5, -0.5]))
     assert step.miss and step.action.tolist() == expected and np.isfinite(step.latency_ms)
 
 
 def test_a_board_that_answers_nothing_is_gone_after_the_silent_limit() -> None:
     exchange = StepExchange(Missing(), None, 0.05, "hold")
     for _ in range(SILENT_STEPS_LIMIT - 1):
-        exchange.step(np.zeros(10), np.zeros(2), "here")
+        exchange.step(np.zeros(10), np.zeros(2))
     with pytest.raises(DeployError, match=f"none of the last {SILENT_STEPS_LIMIT} STEPs"):
-        exchange.step(np.zeros(10), np.zeros(2), "here")
+        exchange.step(np.zeros(10), np.zeros(2))
 
 
 @pytest.mark.parametrize(("deadline", "policy"), [(0.0, "hold"), (-1.0, "hold"), (0.05, "brake")])

@@ -212,13 +212,13 @@ class Client:
         )
 
     def _await(self, seq: int, deadline: float) -> Message | str:
-        """The answer to ``seq``; else _SILENCE at ``deadline`` or _DAMAGED on a bad frame."""
-        bad_before = self.decoder.counters.bad_frames
+        """The answer to ``seq``; else _DAMAGED on a bad frame or a nil-seq NAK, or _SILENCE at
+        ``deadline``. What had arrived by the deadline still counts (a host that was not
+        scheduled in time, or a board in this process that answers inside ``send``)."""
+        bad_before, damaged = self.decoder.counters.bad_frames, False
         while True:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return _SILENCE
-            data = self.transport.receive(1 << 16, min(remaining, _POLL))
+            data = self.transport.receive(1 << 16, min(max(remaining, 0.0), _POLL))
             for payload in self.decoder.feed(data) if data else ():
                 try:
                     message = Message.loads(payload)
@@ -228,12 +228,15 @@ class Client:
                 if message.seq == seq and message.type in (T.ACK, T.NAK):
                     return message
                 if message.seq is None and message.type is T.NAK:
-                    return _DAMAGED  # the board read a damaged frame: most likely this request
-                self.counters.stale_answers += 1
-            if self.decoder.counters.bad_frames > bad_before:
-                # Most likely our answer, damaged: ask again now instead of waiting it out. The
-                # board answers the repeat from its cache, so this is safe if it was not.
+                    damaged = True  # the board read a damaged frame: most likely this request
+                else:
+                    self.counters.stale_answers += 1
+            if damaged or self.decoder.counters.bad_frames > bad_before:
+                # Most likely our request or answer, damaged: ask again now instead of waiting
+                # it out. The board answers a repeat from its cache, so this is safe if not.
                 return _DAMAGED
+            if remaining <= 0:
+                return _SILENCE
 
     @staticmethod
     def _result(kind: MessageType, answer: Message) -> dict[str, Any]:

@@ -153,3 +153,15 @@ def test_a_damaged_frame_gets_a_nil_seq_nak_at_once() -> None:
         and answer.body["code"] == 1
         and "failed its check" in answer.body["error"]
     )
+
+
+def test_an_answer_that_arrived_by_the_deadline_counts_though_read_late() -> None:
+    board = CountingBoard()
+
+    def slow(data: bytes) -> bytes:
+        time.sleep(0.04)  # a board in this process answers inside send, past the deadline
+        return board.responder.feed(data)
+
+    client = Client(InProcessTransport(slow), seed=0)
+    with client.deadline(0.02):
+        assert int(client.step(np.array([4.0]))["outputs"][0]) == 4

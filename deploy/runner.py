@@ -260,8 +260,10 @@ class Exchange:
 
 class StepExchange:
     """One controller step per control period. On a board (``client`` set) each STEP must be
-    answered within ``deadline`` seconds; a miss applies ``on_miss``, and a restarted or vanished
-    board ends the run with one sentence (:class:`~deploy.errors.DeployError`)."""
+    answered within ``deadline`` seconds; a miss applies ``on_miss``, and :data:`SILENT_STEPS_LIMIT`
+    misses in a row end the run with one sentence (:class:`~deploy.errors.DeployError`). ``where``
+    names the step for that sentence and for :func:`run`'s when the board restarts or its port
+    breaks."""
 
     def __init__(self, controller: Controller, client: Any, deadline: float, on_miss: str) -> None:
         self.controller = controller
@@ -292,9 +294,9 @@ class StepExchange:
         return Exchange(action, latency_ms, miss, after - retries)
 
     def warm_up(self, obs: np.ndarray) -> None:
-        """One STEP without a deadline before the run: a board's first STEP may compile its
-        kernels (the emulated one takes most of a second), which must not count as a miss. The
-        first episode's RESET clears what it did."""
+        """One STEP outside the control loop (call it under :meth:`setup`): a board's first STEP
+        may compile its kernels (the emulated one takes most of a second), which must not count
+        as a miss. The first episode's RESET clears what it did."""
         self.controller.reset()
         self.controller.step(obs)
 

@@ -148,6 +148,18 @@ def register_run(
         "board's own record of its image)",
     )
     p.add_argument("--gif", action="store_true", help="also write episode.gif")
+    p.add_argument(
+        "--step-deadline",
+        type=float,
+        metavar="SECONDS",
+        help="longest wait for one STEP's answer (default: the env's control period)",
+    )
+    p.add_argument(
+        "--on-miss",
+        default="hold",
+        choices=("hold", "zero"),
+        help="action when a STEP misses its deadline: hold the last one or send zeros",
+    )
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.set_defaults(handler=run_command)
 
@@ -439,6 +451,8 @@ def run_command(args: argparse.Namespace) -> dict[str, Any]:
             gif=args.gif,
             port=args.port,
             flush_every_step=args.verbose > 0,
+            step_deadline=args.step_deadline,
+            on_miss=args.on_miss,
         )
     finally:
         transport.close()

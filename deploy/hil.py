@@ -23,11 +23,16 @@ from deploy.mapping import map_chain
 from firmware_sim.engine import Engine
 from firmware_sim.profiles import get_profile
 from firmware_sim.tables_io import pack_tables
-from protocol.errors import ProtocolError, RemoteError
+from protocol.client import Client
+from protocol.errors import DeadlineMissedError, ProtocolError, RemoteError
 from protocol.messages import PROTOCOL_VERSION
+from protocol.transport import LinkEmulator
 
 OBS_DIM, HIDDEN, ACT_DIM, TICKS = 6, 16, 3, 4
 STEPS = 20
+# The lossy-link check: ArmReach's control period as the deadline, the damage rates, and
+# the slack a busy host's scheduler may add to the deadline.
+LOSSY_DEADLINE, LOSSY_RATE, LOSSY_REPEATS, LOSSY_SLACK = 0.05, 1e-3, 10, 0.02
 
 
 class CheckFailed(Exception):
@@ -220,6 +225,45 @@ def check_recovery(s: Suite) -> str:
     return "faults cleared and a reboot both give the reference run"
 
 
+def check_lossy_link(s: Suite) -> str:
+    lossy = Client(
+        LinkEmulator(s.client.transport, corrupt_rate=LOSSY_RATE, drop_rate=LOSSY_RATE, seed=0)
+    )
+    before = s.client.read("step_counters")
+    slowest, misses = 0.0, 0
+    for _ in range(LOSSY_REPEATS):
+        s.client.reset()
+        s.client.learn(True)
+        got = []
+        for x in s.inputs:
+            started = time.monotonic()
+            try:
+                with lossy.deadline(LOSSY_DEADLINE):
+                    got.append(np.asarray(lossy.step(x)["outputs"]))
+            except DeadlineMissedError:
+                misses += 1
+            slowest = max(slowest, time.monotonic() - started)
+        # a STEP run twice would change what the board learned, and every later output with it
+        expect(
+            len(got) < STEPS or np.array_equal(np.array(got), s.reference),
+            "over the lossy link the outputs left the reference: a STEP ran twice.",
+        )
+    after = s.client.read("step_counters")
+    executed, ticks = after["executed"] - before["executed"], after["ticks"] - before["ticks"]
+    sent = LOSSY_REPEATS * STEPS
+    expect(after["boot"] == before["boot"], "the board restarted during the lossy-link check.")
+    expect(executed <= sent, f"the board executed {executed} STEPs of {sent} sent.")
+    expect(ticks == TICKS * executed, f"{ticks} ticks for {executed} STEPs of {TICKS} ticks.")
+    expect(
+        slowest <= LOSSY_DEADLINE + LOSSY_SLACK,
+        f"a STEP took {slowest * 1e3:.1f} ms against a {LOSSY_DEADLINE * 1e3:.0f} ms deadline.",
+    )
+    return (
+        f"{sent} STEPs at {LOSSY_RATE:g} corruption and drop: {misses} missed, slowest "
+        f"{slowest * 1e3:.1f} ms, {executed} executed once each ({ticks} ticks)"
+    )
+
+
 CHECKS: tuple[tuple[str, Callable[[Suite], str]], ...] = (
     ("hello", check_hello),
     ("status", check_status),
@@ -231,6 +275,7 @@ CHECKS: tuple[tuple[str, Callable[[Suite], str]], ...] = (
     ("learning on/off", check_learning_on_off),
     ("bad input refused", check_bad_input),
     ("fault injection", check_fault_injection),
+    ("lossy link", check_lossy_link),
     ("recovery", check_recovery),
 )
 

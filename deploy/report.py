@@ -3,7 +3,8 @@
 ``write_plots`` draws, for a list of :class:`deploy.runner.RunResult`:
 
 * ``return_aligned.png``: reward per control step aligned to the fault onset, mean and the
-  10-90 % band over episodes, one line per run;
+  10-90 % band over episodes, one line per run, with a tick under each step where a STEP missed
+  its deadline in any episode;
 * ``on_vs_off.png``: mean reward per step before and after onset, per run (learning on vs off
   on the same image), with 95 % CIs over episodes;
 * ``spike_raster.png``: hidden spike counts per step of the first probed episode;
@@ -27,15 +28,17 @@ from PIL import Image, ImageDraw, ImageFont
 from deploy.runner import RunResult
 
 
-def aligned(result: RunResult) -> tuple[np.ndarray, np.ndarray]:
-    """Rewards shifted so column ``k`` is step ``onset + k - pre``; x axis in steps."""
+def aligned(result: RunResult, values: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Rewards (or ``values`` of the same shape) shifted so column ``k`` is step
+    ``onset + k - pre``; x axis in steps."""
+    values = result.rewards if values is None else values
     onsets = [o if o is not None else 0 for o in result.onsets]
-    steps = result.rewards.shape[1]
+    steps = values.shape[1]
     pre = max(onsets)
     width = pre + steps - min(onsets)
     out = np.full((len(onsets), width), np.nan)
     for e, onset in enumerate(onsets):
-        out[e, pre - onset : pre - onset + steps] = result.rewards[e]
+        out[e, pre - onset : pre - onset + steps] = values[e]
     return np.arange(width) - pre, out
 
 
@@ -58,8 +61,19 @@ def write_plots(
             mean = np.nanmean(rows[:, counted], axis=0)
             low = np.nanpercentile(rows[:, counted], 10, axis=0)
             high = np.nanpercentile(rows[:, counted], 90, axis=0)
-        ax.plot(x[counted], mean, label=result.label)
+        (line,) = ax.plot(x[counted], mean, label=result.label)
         ax.fill_between(x[counted], low, high, alpha=0.2)
+        if result.misses is not None and result.misses.any():
+            missed = np.nan_to_num(aligned(result, result.misses.astype(float))[1]).any(axis=0)
+            ax.plot(
+                x[missed],
+                np.zeros(missed.sum()),
+                "|",
+                color=line.get_color(),
+                ms=8,
+                transform=ax.get_xaxis_transform(),
+                label=f"{result.label}: missed STEP",
+            )
     ax.axvline(0, color="k", lw=0.8, ls="--")
     ax.set(xlabel="control steps since fault onset", ylabel="reward per step")
     ax.set_title("Reward aligned to fault onset (mean, 10-90 % band)")
@@ -266,10 +280,27 @@ def markdown(
     """A short report: what ran, a table of the runs, what it means, the plots with a sentence
     each."""
     lines = [f"# {title}", "", intro, "", _table([r.summary() for r in results]), ""]
+    lines += [*_link_lines(results), ""]
     lines += [findings, ""] if findings else []
     for path in images:
         lines += [f"![{path.stem}]({path.name})", "", CAPTIONS.get(path.stem, ""), ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _link_lines(results: Sequence[RunResult]) -> list[str]:
+    """One line per run on the board link: missed STEPs and the step latency's spread."""
+    lines = []
+    for result in results:
+        s = result.summary()
+        if s["miss_rate"] is None:
+            continue
+        lines.append(
+            f"- {s['label']}: {s['steps_lost']} of {int(np.isfinite(result.latency_ms).sum())} "
+            f"STEPs missed their deadline (miss rate "
+            f"{s['miss_rate']:.4f}); step latency p50 {s['latency_ms_p50']:.2f} ms, p99 "
+            f"{s['latency_ms_p99']:.2f} ms, max {s['latency_ms_max']:.2f} ms"
+        )
+    return lines
 
 
 def _table(summaries: Sequence[dict[str, Any]]) -> str:

@@ -24,7 +24,7 @@ from deploy.errors import DeployError
 from deploy.faults import FaultPlan, route_faults
 from deploy.progress import ReturnBar
 from deploy.report import frame_labels, markdown, write_gif, write_plots
-from deploy.runner import RunInterrupted, RunResult, check_episodes, run
+from deploy.runner import RunInterrupted, RunResult, check_episodes, check_step_options, run
 from firmware_sim.errors import BoardError
 from protocol.errors import ProtocolError
 
@@ -140,9 +140,12 @@ def board_session(
     port: str = "",
     flush_every_step: bool = False,
     findings: Callable[[Sequence[RunResult]], str] | None = None,
+    step_deadline: float | None = None,
+    on_miss: str = "hold",
 ) -> dict[str, Any]:
     """Run the closed loop on the board behind ``client`` and write the out folder."""
     plan = check_run(env_id, episodes, fault_specs, learning, steps)
+    check_step_options(step_deadline, on_miss)
     booted = booted_image(client, image_meta)
     check_board_faults(plan, booted.get("cores") or [])
     if steps is None:
@@ -178,6 +181,8 @@ def board_session(
                             board_client=client,
                             link=link,
                             on_episode=progress.episode,
+                            step_deadline=step_deadline,
+                            on_miss=on_miss,
                         )
                     )
                 except RunInterrupted as stop:

@@ -8,12 +8,18 @@ port to connect to.
 
 The board never dies on bad input: handlers refuse with ``RequestRejected`` (a NAK with a code
 and a sentence), and the responder turns anything else into NAK ``INTERNAL``.
+
+Every boot of an image (power-on, BOOT, hard RESET) draws a fresh random boot id; HELLO and every
+STEP answer carry it, and a STEP answer also carries the engine's counters since that boot (STEPs
+executed, ticks run), so a host can tell a restarted board from a slow one and check that each
+STEP ran once: a retried STEP is answered from the responder's cache and never runs again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import asdict
@@ -35,7 +41,7 @@ from protocol.messages import PROTOCOL_VERSION, ErrorCode, Message, MessageType
 log = logging.getLogger(__name__)
 
 FIRMWARE = "firmware_sim 0.1"
-READABLE = ("weights", "traces", "v_mem", "counters", "faults", "spikes", "image")
+READABLE = ("weights", "traces", "v_mem", "counters", "faults", "spikes", "image", "step_counters")
 
 
 class Board:
@@ -78,6 +84,7 @@ class Board:
         self.active_sha256: bytes | None = None
         self.faults: dict[int, Fault] = {}
         self._next_fault_id = 1
+        self.boot_id = secrets.randbits(32)
         self.boot_from_flash()
 
     # ----------------------------------------------------------------- images
@@ -103,6 +110,7 @@ class Board:
         learning = self.engine.learning if self.engine is not None else False
         self.engine, self.active_slot = engine, slot
         self.engine.learning = learning
+        self.boot_id = secrets.randbits(32)
         self.active_sha256 = hashlib.sha256(data).digest()
         self.faults, self._next_fault_id = {}, 1
         for fault in self.startup_faults:
@@ -132,6 +140,7 @@ class Board:
             "capabilities": ["flash", "plasticity", "faults", "ab-slots"]
             + (["signed-images"] if self.public_key else []),
             "max_payload": self.responder.max_payload,
+            "boot": self.boot_id,
             "cores": self.profile.n_cores,
             "axons_per_core": self.profile.axons_per_core,
             "neurons_per_core": self.profile.neurons_per_core,
@@ -222,7 +231,13 @@ class Board:
             outputs = engine.step(inputs, ticks)
         except BoardError as error:
             raise RequestRejected(ErrorCode.BAD_REQUEST, str(error)) from None
-        return {"outputs": outputs, "step": engine.steps}
+        return {
+            "outputs": outputs,
+            "step": engine.steps,
+            "boot": self.boot_id,
+            "executed": engine.telemetry.steps,
+            "ticks": engine.telemetry.ticks,
+        }
 
     def read(self, body: dict[str, Any]) -> dict[str, Any]:
         name = body["name"]
@@ -235,6 +250,15 @@ class Board:
         engine = self._require_engine()
         if name == "faults":
             return {"value": [{"fault_id": i, **f.to_dict()} for i, f in self.faults.items()]}
+        if name == "step_counters":  # small enough to get through a noisy link
+            return {
+                "value": {
+                    "boot": self.boot_id,
+                    "executed": engine.telemetry.steps,
+                    "ticks": engine.telemetry.ticks,
+                    "ticks_per_step": engine.ticks_per_step,
+                }
+            }
         if name == "image":
             return {
                 "value": {

@@ -5,7 +5,9 @@ type it implements and plugs a :class:`SlotStore` into a :class:`FlashReceiver`;
 does everything between bytes on the wire and those handlers:
 
 * frames are decoded by a :class:`~protocol.framing.FrameDecoder`; bad frames are dropped and
-  counted (the host's retry covers them);
+  counted, and answered by one NAK with a nil seq (``MALFORMED``) per read that held any: like a
+  CAN error frame, it tells the host at once that a request was damaged, so the host resends
+  now instead of waiting out a timeout;
 * a payload that passes its CRC but is not a valid request gets a NAK with an
   :class:`~protocol.messages.ErrorCode` and a sentence: never silence, never an exception out
   of :meth:`Responder.feed`;
@@ -87,12 +89,18 @@ class Responder:
         self._handlers[kind] = handler
 
     def feed(self, data: bytes) -> bytes:
-        """The answer frames for every request completed by ``data`` (may be empty)."""
-        return b"".join(
+        """The answer frames for every request completed by ``data`` (may be empty), and one
+        NAK with a nil seq if ``data`` completed any frame that failed its check."""
+        bad = self.decoder.counters.bad_frames
+        answers = b"".join(
             frame
             for frame in (self.answer(payload) for payload in self.decoder.feed(data))
             if frame
         )
+        if self.decoder.counters.bad_frames > bad:
+            self.counters.naks += 1
+            answers += _BAD_FRAME_NAK
+        return answers
 
     def answer(self, payload: bytes) -> bytes | None:
         """The answer frame for one payload that passed its CRC; None for a stray ACK/NAK."""
@@ -153,6 +161,11 @@ class Responder:
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return frame
+
+
+_BAD_FRAME_NAK = framing.encode_frame(
+    bytes(nak(None, ErrorCode.MALFORMED, "a frame failed its check; send it again."))
+)
 
 
 def _nak_for(error: MessageError) -> Message:

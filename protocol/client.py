@@ -7,6 +7,17 @@ never runs a request twice. The wait for try ``k`` is ``timeout * backoff**k`` (
 ``max_timeout``) plus the time the request and its answer need on the wire when the link's
 rate is known, so a 32 KiB chunk at 921,600 baud is not mistaken for a lost one.
 
+Inside ``with client.deadline(seconds):`` every request must be answered by that moment: tries
+go out every few round trips (the retry interval follows the measured round-trip time, as
+TCP's retransmission timer does) for as long as the deadline allows, and then
+:class:`DeadlineMissedError` says the request missed. That is how a control step keeps its
+period over a lossy link.
+
+Every STEP answer carries the board's boot id and its counters of STEPs executed and ticks run
+since that boot; :attr:`Client.steps` keeps the host's side of that account, and a STEP answer
+from a board whose boot id changed raises :class:`BoardResetError` instead of letting a run go
+on against a fresh network state.
+
 :meth:`Client.flash` works like MCUmgr's image upload: FLASH_BEGIN announces size and SHA-256
 and the board answers how much of that image it already holds; chunks go out from there; and
 FLASH_END makes the board hash what it holds and commit it only if the hash matches, after
@@ -15,18 +26,27 @@ which the client compares the board's SHA-256 with its own ("Hash of data verifi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from protocol import framing
-from protocol.errors import BadBodyError, FlashError, LinkTimeoutError, MessageError, RemoteError
+from protocol.errors import (
+    BadBodyError,
+    BoardResetError,
+    DeadlineMissedError,
+    FlashError,
+    LinkTimeoutError,
+    MessageError,
+    RemoteError,
+)
 from protocol.messages import SEQ_LIMIT, Message, MessageType, check_answer
 from protocol.transport import Transport
 
@@ -39,6 +59,7 @@ _ANSWER_ALLOWANCE = 64  # bytes assumed for an answer when sizing a timeout
 _SILENCE, _DAMAGED = "silence", "damaged"  # why a try got no answer; only silence backs off
 MIN_CHUNK = 16
 _TRIES_PER_CHUNK = 2
+_MIN_RETRY = 0.002  # seconds: the shortest retry interval under a deadline (a pty's jitter)
 
 
 @dataclass(frozen=True)
@@ -61,6 +82,36 @@ class ClientCounters:
     requests: int = 0
     retries: int = 0
     stale_answers: int = 0
+
+
+@dataclass
+class StepLedger:
+    """The host's account of STEPs against the board's: ``sent`` and ``delivered`` count this
+    client's STEP requests and the answers that came back; ``boot``, ``executed`` and ``ticks``
+    are the board's boot id and its counters since that boot, from the latest answer (None
+    until a board that reports them answers)."""
+
+    sent: int = 0
+    delivered: int = 0
+    boot: int | None = None
+    executed: int | None = None
+    ticks: int | None = None
+
+
+class RoundTrip:
+    """A smoothed round-trip time and the retry interval it implies (RFC 6298's estimator:
+    ``srtt + 4 * rttvar``, fed only by answers to first tries, floored at ``_MIN_RETRY``)."""
+
+    def __init__(self, initial: float) -> None:
+        self.srtt, self.rttvar = initial, initial / 2
+
+    def update(self, sample: float) -> None:
+        self.rttvar += (abs(self.srtt - sample) - self.rttvar) / 4
+        self.srtt += (sample - self.srtt) / 8
+
+    @property
+    def retry_after(self) -> float:
+        return max(_MIN_RETRY, self.srtt + 4 * self.rttvar)
 
 
 class Client:
@@ -89,6 +140,10 @@ class Client:
         self.max_timeout = max_timeout
         self.decoder = framing.FrameDecoder(max_payload)
         self.counters = ClientCounters()
+        self.steps = StepLedger()
+        self.round_trip = RoundTrip(_MIN_RETRY)
+        self._deadline: float | None = None
+        self._deadline_tries: int | None = None
         # A fresh starting seq per client keeps a board's answer cache from matching a request
         # of an earlier session that happened to reuse the same seq and bytes; starting below
         # 2**16 keeps seq a 3-byte msgpack integer for a long while.
@@ -96,13 +151,29 @@ class Client:
 
     # --- requests ----------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def deadline(self, seconds: float, tries: int | None = None) -> Iterator[None]:
+        """Requests made inside must be answered within ``seconds`` from now, or raise
+        :class:`DeadlineMissedError`; tries are then bounded by time, and by ``tries`` if given
+        (``tries=1``: best effort, as telemetry is)."""
+        outer, self._deadline = (self._deadline, self._deadline_tries), time.monotonic() + seconds
+        self._deadline_tries = tries
+        try:
+            yield
+        finally:
+            self._deadline, self._deadline_tries = outer
+
     def request(
         self, kind: MessageType, body: Mapping[str, Any] | None = None, tries: int | None = None
     ) -> dict[str, Any]:
         """Send one request; return the ACK body, raise :class:`RemoteError` on NAK.
 
-        ``tries`` (default: 1 + the client's ``retries``) bounds how often it is sent.
+        ``tries`` (default: 1 + the client's ``retries``) bounds how often it is sent, unless a
+        :meth:`deadline` bounds it by time.
         """
+        deadline = self._deadline
+        if deadline is not None:
+            tries = tries or self._deadline_tries or SEQ_LIMIT  # time is the bound
         tries = self.retries + 1 if tries is None else tries
         seq = self._seq
         self._seq = (self._seq + 1) % SEQ_LIMIT
@@ -111,31 +182,43 @@ class Client:
         wire_time = 0.0
         if self.transport.bytes_per_second:
             wire_time = (len(frame) + _ANSWER_ALLOWANCE) / self.transport.bytes_per_second
-        started, silences = time.monotonic(), 0
-        for attempt in range(tries):
+        started, silences, attempt = time.monotonic(), 0, 0
+        while attempt < tries:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                raise DeadlineMissedError(
+                    f"no answer to {kind.name} (seq {seq}) within its deadline "
+                    f"({attempt} tries over {(now - started) * 1e3:.1f} ms)."
+                )
             if attempt:
                 self.counters.retries += 1
                 log.debug("retry %d of %s (seq %d)", attempt, kind.name, seq)
             log.debug("-> %s seq %d: %s", kind.name, seq, frame[:64].hex(" "))
             self.transport.send(frame)
-            wait = min(self.timeout * self.backoff**silences, self.max_timeout) + wire_time
-            answer = self._await(seq, time.monotonic() + wait)
+            wait = min(self.timeout * self.backoff**silences, self.max_timeout)
+            if deadline is not None and attempt + 1 < tries:
+                wait = min(wait, self.round_trip.retry_after)
+            until = now + wait + wire_time
+            answer = self._await(seq, until if deadline is None else min(until, deadline))
             if isinstance(answer, Message):
+                if not attempt:  # Karn: a retried request's round trip is ambiguous
+                    self.round_trip.update(time.monotonic() - now)
                 return self._result(kind, answer)
             silences += answer == _SILENCE
+            attempt += 1
         raise LinkTimeoutError(
             f"no answer to {kind.name} (seq {seq}) after {tries} tries over "
             f"{time.monotonic() - started:.2f} s; check the port and that the board is running."
         )
 
     def _await(self, seq: int, deadline: float) -> Message | str:
-        """The answer to ``seq``; else _SILENCE at ``deadline`` or _DAMAGED on a bad frame."""
-        bad_before = self.decoder.counters.bad_frames
+        """The answer to ``seq``; else _DAMAGED on a bad frame or a nil-seq NAK, or _SILENCE at
+        ``deadline``. What had arrived by the deadline still counts (a host that was not
+        scheduled in time, or a board in this process that answers inside ``send``)."""
+        bad_before, damaged = self.decoder.counters.bad_frames, False
         while True:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return _SILENCE
-            data = self.transport.receive(1 << 16, min(remaining, _POLL))
+            data = self.transport.receive(1 << 16, min(max(remaining, 0.0), _POLL))
             for payload in self.decoder.feed(data) if data else ():
                 try:
                     message = Message.loads(payload)
@@ -144,11 +227,16 @@ class Client:
                     continue
                 if message.seq == seq and message.type in (T.ACK, T.NAK):
                     return message
-                self.counters.stale_answers += 1
-            if self.decoder.counters.bad_frames > bad_before:
-                # Most likely our answer, damaged: ask again now instead of waiting it out. The
-                # board answers the repeat from its cache, so this is safe if it was not.
+                if message.seq is None and message.type is T.NAK:
+                    damaged = True  # the board read a damaged frame: most likely this request
+                else:
+                    self.counters.stale_answers += 1
+            if damaged or self.decoder.counters.bad_frames > bad_before:
+                # Most likely our request or answer, damaged: ask again now instead of waiting
+                # it out. The board answers a repeat from its cache, so this is safe if not.
                 return _DAMAGED
+            if remaining <= 0:
+                return _SILENCE
 
     @staticmethod
     def _result(kind: MessageType, answer: Message) -> dict[str, Any]:
@@ -164,8 +252,11 @@ class Client:
     # --- typed requests ----------------------------------------------------------------------
 
     def hello(self) -> dict[str, Any]:
-        """Board id, profile, firmware, protocol version, capabilities, max payload."""
-        return self.request(T.HELLO)
+        """Board id, profile, firmware, protocol version, capabilities, max payload; the boot
+        id it reports becomes the one later STEP answers must carry."""
+        answer = self.request(T.HELLO)
+        self.steps.boot = answer.get("boot")
+        return answer
 
     def status(self) -> dict[str, Any]:
         """State, active slot, learning on/off, telemetry counters."""
@@ -181,22 +272,39 @@ class Client:
         return self.request(T.FLASH_END)
 
     def boot(self, slot: int) -> dict[str, Any]:
-        """Boot the image in ``slot``."""
+        """Boot the image in ``slot`` (a new boot: the board's boot id changes)."""
+        self.steps.boot = None
         return self.request(T.BOOT, {"slot": slot})
 
     def erase(self, slot: int) -> dict[str, Any]:
         return self.request(T.ERASE, {"slot": slot})
 
     def reset(self, hard: bool = False) -> dict[str, Any]:
-        """Reset the network state (``hard``: reboot the board)."""
+        """Reset the network state (``hard``: reboot the board, which changes its boot id)."""
+        if hard:
+            self.steps.boot = None
         return self.request(T.RESET, {"hard": hard})
 
     def step(self, inputs: np.ndarray, ticks: int | None = None) -> dict[str, Any]:
-        """One control step: ``inputs`` in, the board's ``outputs`` (and step count) out."""
+        """One control step: ``inputs`` in, the board's ``outputs`` (and counters) out.
+
+        Raises :class:`BoardResetError` if the answer comes from another boot than the last one.
+        """
         body: dict[str, Any] = {"inputs": np.asarray(inputs)}
         if ticks is not None:
             body["ticks"] = ticks
-        return self.request(T.STEP, body)
+        self.steps.sent += 1
+        answer = self.request(T.STEP, body)
+        self.steps.delivered += 1
+        boot, known = answer.get("boot"), self.steps.boot
+        if boot is not None and known is not None and boot != known:
+            raise BoardResetError(
+                f"the board restarted (boot id {boot:08x}, was {known:08x}): its network state "
+                "and what it learned are gone."
+            )
+        self.steps.boot = boot
+        self.steps.executed, self.steps.ticks = answer.get("executed"), answer.get("ticks")
+        return answer
 
     def read(self, name: str, core: int | None = None) -> Any:
         """A named piece of board state (weights, traces, counters ...)."""

@@ -53,6 +53,14 @@ class LinkTimeoutError(ProtocolError):
     """No answer arrived after every retry."""
 
 
+class DeadlineMissedError(LinkTimeoutError):
+    """No answer arrived before the request's deadline (a control step's period ran out)."""
+
+
+class BoardResetError(ProtocolError):
+    """The board's boot id changed: it restarted since this client last heard from it."""
+
+
 class LinkFaultError(ProtocolError):
     """A link fault record is not one the link emulator can apply."""
 

@@ -14,7 +14,9 @@ The seq is nil only in a NAK to a request whose seq could not be read. Numpy arr
 use the codec of :mod:`protocol.codec`.
 
 :data:`REQUESTS` and :data:`ANSWERS` are the body schemas: the fields each request needs and
-the least each ACK must hold. Extra fields are allowed (and ignored) for forward compatibility.
+the least each ACK must hold. Extra fields are allowed (and ignored) for forward compatibility,
+and fields added since version 1 are optional (a STEP answer's ``boot``, ``executed`` and
+``ticks``), so boards of either age speak the same version.
 ``docs/protocol.md`` describes the same tables for board builders; keep the two in step.
 """
 
@@ -162,6 +164,7 @@ ANSWERS: dict[MessageType, dict[str, Field]] = {
         "protocol": Field("uint", "protocol version spoken"),
         "capabilities": Field("list", "names of optional features (strings)"),
         "max_payload": Field("uint", "largest frame payload the board accepts, in bytes"),
+        "boot": Field("uint", "boot id: changes whenever the board boots an image", False),
     },
     T.STATUS: {
         "state": Field("str", '"idle" (no image booted), "ready", "running" or "fault"'),
@@ -188,6 +191,9 @@ ANSWERS: dict[MessageType, dict[str, Field]] = {
     T.STEP: {
         "outputs": Field("array", "decoded outputs of this step, shape (n_outputs,)"),
         "step": Field("uint", "steps run since boot or reset"),
+        "boot": Field("uint", "boot id, as in HELLO: a change means the board restarted", False),
+        "executed": Field("uint", "STEPs executed since boot, this one included", False),
+        "ticks": Field("uint", "ticks run since boot, this step's included", False),
     },
     T.READ: {"value": Field("any", "the state read: an array, a number or a map")},
     T.FAULT: {

@@ -7,13 +7,15 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from firmware_sim.engine import Engine
 from firmware_sim.flash import FlashStore
 from firmware_sim.server import Board
 from firmware_sim.tables_io import pack_tables, tables_from_image
+from protocol import framing
 from protocol.client import Client
 from protocol.errors import RemoteError
-from protocol.messages import ErrorCode
-from protocol.transport import InProcessTransport
+from protocol.messages import ErrorCode, Message, MessageType
+from protocol.transport import InProcessTransport, LinkEmulator
 from tests.firmware_sim.conftest import board_fault, chain_image, random_layers
 
 
@@ -177,3 +179,56 @@ def test_flash_store_resumes_after_a_kill_between_the_steps_of_begin_or_commit(t
     restarted.write(0, data)
     assert restarted.staging().held == len(data)
     assert restarted.slot_image(restarted.commit()) == data
+
+
+def test_step_answers_carry_the_boot_id_and_the_counters_since_boot(client, board):
+    booted = flash_and_boot(client, small_image(0))
+    hello = client.hello()
+    first, second = (client.step(np.ones(6) * 50) for _ in range(2))
+    assert first["boot"] == second["boot"] == hello["boot"] == board.boot_id
+    assert (first["executed"], second["executed"]) == (1, 2)
+    assert (first["ticks"], second["ticks"]) == (4, 8)  # the image runs 4 ticks per step
+    client.reset()  # a soft RESET clears the network, not the counters since boot
+    assert client.step(np.ones(6) * 50)["executed"] == 3
+    assert client.read("step_counters") == {
+        "boot": hello["boot"],
+        "executed": 3,
+        "ticks": 12,
+        "ticks_per_step": 4,
+    }
+    client.boot(booted["slot"])  # a new boot: a new id, counters from zero
+    again = client.step(np.ones(6) * 50)
+    assert again["boot"] != hello["boot"] and again["executed"] == 1
+
+
+def test_a_repeated_step_is_answered_from_the_cache_without_running(client, board):
+    flash_and_boot(client, small_image(0))
+    frame = framing.encode_frame(bytes(Message(MessageType.STEP, 99, {"inputs": np.ones(6)})))
+    answers = [board.responder.feed(frame) for _ in range(3)]
+    assert answers[0] == answers[1] == answers[2]
+    assert board.engine.telemetry.steps == 1 and board.engine.telemetry.ticks == 4
+
+
+def test_learning_runs_once_per_step_over_a_lossy_link(client, board):
+    """STEPs through 1e-3 corruption and drop, learning on, each under a deadline: every STEP
+    delivered runs once (the outputs are bit-exact to the engine stepped once per input) and the
+    board's ticks are T per executed STEP."""
+    image = small_image(0)
+    flash_and_boot(client, image)
+    client.learn(True)
+    link = LinkEmulator(
+        InProcessTransport(board.responder.feed), corrupt_rate=1e-3, drop_rate=1e-3, seed=3
+    )
+    link.open()
+    lossy = Client(link, seed=2)
+    inputs = np.random.default_rng(0).uniform(0, 80, (2000, 6))
+    got = []
+    for x in inputs:
+        with lossy.deadline(0.05):
+            got.append(lossy.step(x)["outputs"])
+    engine = Engine(tables_from_image(image))
+    engine.learning = True
+    assert np.array_equal(np.array(got), np.array([engine.step(x) for x in inputs]))
+    counters = client.read("step_counters")
+    assert counters["executed"] == 2000 and counters["ticks"] == 4 * 2000
+    assert board.responder.counters.duplicates > 0  # answers were lost and replayed

@@ -209,6 +209,20 @@ LOCKED = [
     Message(MessageType.FLASH_DATA, 3, {"offset": 512, "data": b"\x00\x01\xfe\xff"}),
     Message(MessageType.STEP, 4, {"inputs": np.array([0.5, -1.0], "<f4"), "ticks": 8}),
     Message(MessageType.ACK, 4, {"outputs": np.array([3, -2], "<i2"), "step": 17}),
+    Message(
+        MessageType.ACK,
+        6,
+        {
+            "outputs": np.array([0.25], "<f4"),
+            "step": 3,
+            "boot": 0x9E3779B9,
+            "executed": 70000,
+            "ticks": 560000,
+        },
+    ),
+    Message(
+        MessageType.NAK, None, {"code": 1, "error": "a frame failed its check; send it again."}
+    ),
     Message(MessageType.NAK, 5, {"code": 7, "error": "chunk starts at 9."}),
     Message(MessageType.NAK, None, {"code": 1, "error": "payload must be a msgpack map."}),
 ]

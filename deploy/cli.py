@@ -432,7 +432,15 @@ def run_command(args: argparse.Namespace) -> dict[str, Any]:
     from deploy.session import board_session, check_run
 
     # refused here, before a port is opened or --out touched, in one sentence each
-    check_run(args.env, args.episodes, args.fault, args.learning, args.steps)
+    check_run(
+        args.env,
+        args.episodes,
+        args.fault,
+        args.learning,
+        args.steps,
+        args.step_deadline,
+        args.on_miss,
+    )
     meta = image_meta(args.image)
     link = any(spec.strip().lower().startswith("link:") for spec in args.fault)
     client, transport = connect(args.port, **({"seed": args.seed} if link else {}))

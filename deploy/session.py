@@ -40,11 +40,14 @@ def check_run(
     fault_specs: Sequence[str],
     learning: str = "both",
     steps: int | None = None,
+    step_deadline: float | None = None,
+    on_miss: str = "hold",
 ) -> FaultPlan:
     """Every argument that needs no board, checked against the env's real ranges: the plan."""
     if learning not in LEARNING_MODES:
         raise DeployError(f"--learning must be on, off or both, not {learning!r}.")
     check_episodes(episodes)
+    check_step_options(step_deadline, on_miss)
     if steps is not None and steps < 1:
         raise DeployError("--steps must be at least 1.")
     robot_env.make(env_id).close()
@@ -144,8 +147,7 @@ def board_session(
     on_miss: str = "hold",
 ) -> dict[str, Any]:
     """Run the closed loop on the board behind ``client`` and write the out folder."""
-    plan = check_run(env_id, episodes, fault_specs, learning, steps)
-    check_step_options(step_deadline, on_miss)
+    plan = check_run(env_id, episodes, fault_specs, learning, steps, step_deadline, on_miss)
     booted = booted_image(client, image_meta)
     check_board_faults(plan, booted.get("cores") or [])
     if steps is None:

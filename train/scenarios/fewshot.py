@@ -29,12 +29,14 @@ Models, on the same data and iteration budget:
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from train.errors import TrainError
 from train.scenarios.common import descend, mean_ci95, seed_everything
@@ -242,6 +244,11 @@ def labels_of(batch: int, n_way: int, per_class: int) -> torch.Tensor:
     return torch.arange(n_way).repeat_interleave(per_class).expand(batch, -1)
 
 
+def iterations(cfg: FewShotConfig, label: str) -> tqdm:
+    """The meta-iterations as a progress bar on stderr (minutes per seed on a CPU)."""
+    return tqdm(range(cfg.iterations), desc=label, unit="it", file=sys.stderr, leave=False)
+
+
 def meta_train_hp(
     chars: CharacterSet, cfg: FewShotConfig, seed: int
 ) -> tuple[FeatureExtractor, BindingRule, list[float]]:
@@ -253,7 +260,7 @@ def meta_train_hp(
     opt = torch.optim.Adam([*extractor.parameters(), *rule.parameters()], lr=cfg.lr)
     del gen
     losses = []
-    for it in range(cfg.iterations):
+    for it in iterations(cfg, f"few-shot HP seed {seed}"):
         s, q = sample_episodes(chars, cfg.train_way, 1, cfg.train_query, cfg.meta_batch, rng)
         scores = episode_scores(
             extractor, rule, torch.from_numpy(s), torch.from_numpy(q), cfg.train_way, 1
@@ -278,7 +285,7 @@ def pretrain_gp(
     opt = torch.optim.Adam([*extractor.parameters(), *head.parameters()], lr=cfg.lr)
     per_batch = cfg.meta_batch * cfg.train_way * (1 + cfg.train_query)
     losses = []
-    for it in range(cfg.iterations):
+    for it in iterations(cfg, f"few-shot GP seed {seed}"):
         classes = rng.integers(len(chars), size=per_batch)
         images = np.stack([chars.images[c][rng.integers(len(chars.images[c]))] for c in classes])
         logits = head(extractor(torch.from_numpy(images)))

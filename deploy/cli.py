@@ -418,13 +418,16 @@ def flash_command(args: argparse.Namespace) -> dict[str, Any]:
         transport.close()
 
 
-def image_meta(path: Path | None) -> dict[str, Any] | None:
-    """The ``meta`` of the image file ``--image`` (None: read the board's own)."""
+def image_file(path: Path | None) -> tuple[dict[str, Any] | None, str | None]:
+    """The ``meta`` and file sha256 of the image file ``--image`` (None: the board's own)."""
     if path is None:
-        return None
+        return None, None
+    import hashlib
+
     from protocol.image import open_image
 
-    return dict(open_image(path.read_bytes()).image.meta)
+    data = path.read_bytes()
+    return dict(open_image(data).image.meta), hashlib.sha256(data).hexdigest()
 
 
 def run_command(args: argparse.Namespace) -> dict[str, Any]:
@@ -441,7 +444,7 @@ def run_command(args: argparse.Namespace) -> dict[str, Any]:
         args.step_deadline,
         args.on_miss,
     )
-    meta = image_meta(args.image)
+    meta, sha256 = image_file(args.image)
     link = any(spec.strip().lower().startswith("link:") for spec in args.fault)
     client, transport = connect(args.port, **({"seed": args.seed} if link else {}))
     try:
@@ -455,6 +458,7 @@ def run_command(args: argparse.Namespace) -> dict[str, Any]:
             steps=args.steps,
             seed=args.seed,
             image_meta=meta,
+            image_sha256=sha256,
             link=transport if link else None,
             gif=args.gif,
             port=args.port,

@@ -62,12 +62,21 @@ def check_run(
     return route_faults(fault_specs)
 
 
-def booted_image(client: Any, image_meta: dict[str, Any] | None) -> dict[str, Any]:
+def booted_image(
+    client: Any, image_meta: dict[str, Any] | None, image_sha256: str | None = None
+) -> dict[str, Any]:
     """What the board runs (slot, sha256, profile, cores) with the image's ``meta``: the board's
-    own record, or ``image_meta`` where the caller holds the image file (``--image``)."""
+    own record, or ``image_meta`` where the caller holds the image file (``--image``), whose
+    ``image_sha256`` must then be the booted one's."""
     booted = dict(client.read("image"))
     sha = booted.get("sha256") or b""
     booted["sha256"] = sha.hex() if isinstance(sha, bytes) else str(sha)
+    if image_sha256 is not None and image_sha256 != booted["sha256"]:
+        running = booted["sha256"][:16] or "no image"
+        raise DeployError(
+            f"--image has sha256 {image_sha256[:16]}..., but the board runs {running}...; "
+            "flash that image first, or leave --image out to use the board's own record."
+        )
     booted["meta"] = dict(image_meta if image_meta is not None else booted.get("meta") or {})
     return booted
 
@@ -136,6 +145,7 @@ def board_session(
     steps: int | None = None,
     seed: int = 0,
     image_meta: dict[str, Any] | None = None,
+    image_sha256: str | None = None,
     link: Any = None,
     gif: bool = False,
     title: str = "glocal run",
@@ -148,7 +158,7 @@ def board_session(
 ) -> dict[str, Any]:
     """Run the closed loop on the board behind ``client`` and write the out folder."""
     plan = check_run(env_id, episodes, fault_specs, learning, steps, step_deadline, on_miss)
-    booted = booted_image(client, image_meta)
+    booted = booted_image(client, image_meta, image_sha256)
     check_board_faults(plan, booted.get("cores") or [])
     if steps is None:
         steps, source = default_steps(booted["meta"])

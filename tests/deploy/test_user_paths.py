@@ -15,6 +15,7 @@ from PIL import Image
 
 import robot_env
 from deploy.engines import in_process_board
+from deploy.errors import DeployError
 from deploy.flash import flash_and_boot
 from deploy.pack import pack_checkpoint
 from deploy.report import GIF_SIZE, LABEL_HEIGHT, frame_labels, learning_findings, write_gif
@@ -196,3 +197,20 @@ def test_the_gif_is_cropped_to_the_arm_and_labelled(tmp_path) -> None:
         "fault from step 8: acting",
         True,
     )
+
+
+def test_an_image_that_is_not_the_booted_one_is_refused_before_out(checkpoint_dir, tmp_path):
+    import hashlib
+
+    packed = pack_checkpoint(checkpoint_dir, "tianjic")
+    client = in_process_board(packed.data, tempfile.mkdtemp(), "tianjic")
+    meta = dict(packed.image.meta)
+    other = hashlib.sha256(packed.data + b"another image").hexdigest()
+    with pytest.raises(DeployError, match="--image has sha256 .* but the board runs"):
+        board_session(client, ENV, 1, [], tmp_path / "run", image_meta=meta, image_sha256=other)
+    assert not (tmp_path / "run").exists()
+    same = hashlib.sha256(packed.data).hexdigest()
+    summary = board_session(
+        client, ENV, 1, [], tmp_path / "run", steps=5, image_meta=meta, image_sha256=same
+    )
+    assert summary["image"]["sha256"] == same

@@ -41,7 +41,7 @@ from studies.closure_table import evaluate
 from train.checkpoint import load_record
 from train.config import TrainConfig
 from train.models import ModelConfig, Policy, SpikingPolicy, count_parameters
-from train.snn import NetState, init_net_state, layer_step, net_step
+from train.snn import NetState, init_net_state, net_step
 
 CANDIDATES = ("gp", "hp", "gp-ip", "hp-ip")
 MODULATORS = 4  # K: the hidden neurons whose filtered spikes set every threshold's scale
@@ -99,23 +99,18 @@ class MechanismPolicy(SpikingPolicy):
 
 
 def _net_step(obs, net: NetState, params, rate, gain):  # type: ignore[no-untyped-def]
-    """``train.snn.net_step`` with the hidden thresholds scaled by the modulatory rates
-    (``gain`` None: unscaled, the rates still filtered)."""
-    x_in = obs * params.enc_gain + params.enc_bias
-    hidden, readout = net
+    """``train.snn.net_step`` a tick at a time, with the hidden thresholds scaled by the
+    modulatory rates between ticks (``gain`` None: unscaled, the rates still filtered)."""
     r, rho = rate
+    one_tick = dataclasses.replace(params, ticks=1)
     for _ in range(params.ticks):
-        routed = hidden.spikes
         layer = params.hidden
         if gain is not None:
             scale = torch.exp(-(r @ gain.T).clamp(-GAIN_CLIP, GAIN_CLIP))
             layer = dataclasses.replace(layer, theta=layer.theta * scale)
-        hidden = layer_step(torch.cat([x_in, routed], dim=1), hidden, layer)
-        readout = layer_step(routed, readout, params.readout)
-        r = rho * r + (1 - rho) * hidden.spikes[:, -MODULATORS:]
-    per_neuron = readout.v_mem * params.dec_gain
-    action = per_neuron.reshape(per_neuron.shape[0], -1, params.dec_bias.shape[0]).sum(1)
-    return action + params.dec_bias, (NetState(hidden, readout), r)
+        action, net = net_step(obs, net, dataclasses.replace(one_tick, hidden=layer))
+        r = rho * r + (1 - rho) * net.hidden.spikes[:, -MODULATORS:]
+    return action, (net, r)
 
 
 def build(candidate: str) -> Any:

@@ -1,97 +1,143 @@
-"""Time of one HP training window (forward and BPTT backward), fused trace clip vs autograd's.
+"""Seconds per BPTT window (forward and backward, 40 control steps of T = 8 ticks) on one core:
+the fused engine, torch autograd's, and an LSTM of the same parameter count and batch.
 
-    python benchmarks/train_update.py [--batch 16] [--window 40] [--repeats 5]
+    python benchmarks/train_update.py [--repeats 3] [--json]
 
-The plastic trace is clipped every tick: ``clip(h + hebb, -h_max, h_max)`` over every
-(batch, n_pre, n_post) synapse. ``train.snn.ClipAdd`` keeps one boolean mask for backward;
-the reference is autograd's ``minimum(maximum(...))``, which keeps float copies and splits ties
-with where/div/eq. Both run here in one process, interleaved, best of ``--repeats``, on the demo
-network's shape (10-64-2, T = 8), in float and in the board's numerics (``--quantized``
-training), healthy and with on-chip faults; the gradients must agree.
+Shapes:
+
+``demo``        the demo's HP, 10-64-2, batch 16, float, trace penalty, half the episodes with
+                on-chip faults (the shipped recipe's window)
+``demo_board``  the same through the board's numerics (the recipe's second stage)
+``h256_b64``    a 256-neuron HP at batch 64, float
+
+Each (shape, engine) runs in its own process, so its peak RSS is its own and a path that cannot
+finish is stopped: every process reports each window as it ends, best of ``--repeats`` counts,
+and a path with no window inside ``--limit`` seconds (120) reports ``null``. All in one run, one
+after the other, one thread each.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
+import subprocess
+import sys
 import time
-from dataclasses import dataclass
+from pathlib import Path
 
-import torch
-
-from train.models import ChipFaults, ModelConfig, build_policy
-from train.quant import BoardNumerics, ste_floor
-from train.snn import Numerics, init_net_state, net_step
-
-
-def reference_learn(h: torch.Tensor, hebb: torch.Tensor, h_max: torch.Tensor) -> torch.Tensor:
-    return torch.minimum(torch.maximum(h + hebb, -h_max), h_max)
+SHAPES = {
+    "demo": {"n_hidden": 64, "batch": 16, "quantized": False, "trace": True, "faults": True},
+    "demo_board": {"n_hidden": 64, "batch": 16, "quantized": True, "trace": False, "faults": True},
+    "h256_b64": {"n_hidden": 256, "batch": 64, "quantized": False, "trace": True, "faults": False},
+}
+ENGINES = ("fused", "autograd", "lstm")
+STEPS, TICKS, N_OBS, N_ACT = 40, 8, 10, 2
 
 
-@dataclass(frozen=True)
-class ReferenceNumerics(Numerics):
-    def learn(self, h: torch.Tensor, hebb: torch.Tensor, h_max: torch.Tensor) -> torch.Tensor:
-        return reference_learn(h, hebb, h_max)
+def measure(shape: str, engine: str, repeats: int) -> None:
+    """Worker: one line of JSON per window (seconds, peak RSS so far, parameter count)."""
+    import numba
+    import torch
 
+    from train.models import (
+        ChipFaults,
+        ModelConfig,
+        build_policy,
+        count_parameters,
+        matched_hidden,
+    )
+    from train.window import open_window
 
-@dataclass(frozen=True)
-class ReferenceBoardNumerics(BoardNumerics):
-    def learn(self, h: torch.Tensor, hebb: torch.Tensor, h_max: torch.Tensor) -> torch.Tensor:
-        return reference_learn(h, ste_floor(hebb), h_max)
-
-
-def window(policy, numerics, quantized: bool, batch: int, steps: int) -> tuple[float, list]:
-    """Seconds for one BPTT window, and the gradients it left."""
+    torch.set_num_threads(1)
+    numba.set_num_threads(1)
+    torch.set_flush_denormal(True)
+    spec = SHAPES[shape]
+    config = ModelConfig(
+        "hp", N_OBS, N_ACT, spec["n_hidden"], TICKS, lam_logit=5.0, quantized=spec["quantized"]
+    )
+    policy = build_policy(config)
+    params = count_parameters(policy)
+    if engine == "lstm":
+        n = matched_hidden("lstm", N_OBS, N_ACT, params)
+        policy = build_policy(ModelConfig("lstm", N_OBS, N_ACT, n))
+    elif spec["faults"]:
+        generator = torch.Generator().manual_seed(1)
+        policy.chip_faults = ChipFaults.sample(config, spec["batch"], 0.2, 0.1, generator)
     generator = torch.Generator().manual_seed(0)
-    observations = torch.randn(steps, batch, policy.config.n_obs, generator=generator) * 2
-    policy.zero_grad()
-    start = time.perf_counter()
-    params = policy.board_net().params if quantized else policy.net_params()
-    state = init_net_state(params, batch)
-    loss = torch.zeros(())
-    for obs in observations:
-        action, state = net_step(policy.normalise(obs), state, params, numerics)
-        loss = loss + action.abs().mean()
-    loss.backward()
-    seconds = time.perf_counter() - start
-    return seconds, [p.grad.clone() for p in policy.parameters() if p.grad is not None]
+    observations = torch.randn(STEPS, spec["batch"], N_OBS, generator=generator) * 2
+    trace = spec["trace"] and engine != "lstm"
+
+    for _ in range(repeats + 1):  # the first window also compiles (numba's cache) and warms up
+        policy.zero_grad()
+        start = time.perf_counter()
+        state = policy.initial_state(spec["batch"])
+        path = "autograd" if engine == "lstm" else engine
+        window = open_window(policy, state, STEPS, path, trace)
+        for obs in observations:
+            window.step(obs)
+        actions, trace_sq, _ = window.finish()
+        loss = actions.abs().mean() + (trace_sq.mean() * 1e-3 if trace else 0.0)
+        loss.backward()
+        seconds = time.perf_counter() - start
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps({"seconds": seconds, "peak_rss_mb": peak, "params": params}), flush=True)
+
+
+def run_worker(shape: str, engine: str, repeats: int, limit: float) -> dict | None:
+    """Best window of a worker process (after its warm-up window), or None if none ended."""
+    command = [sys.executable, __file__, "--worker", shape, engine, "--repeats", str(repeats)]
+    root = Path(__file__).resolve().parent.parent
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=root)
+    try:
+        out, _ = process.communicate(timeout=limit * (repeats + 1))
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, _ = process.communicate()
+    windows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    timed = windows[1:] or [w for w in windows if w["seconds"] <= limit]
+    if not timed:
+        return None
+    best = min(timed, key=lambda w: w["seconds"])
+    return {**best, "peak_rss_mb": max(w["peak_rss_mb"] for w in windows)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--window", type=int, default=40, help="control steps per window")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3, help="timed windows per path")
+    parser.add_argument("--limit", type=float, default=120.0, help="seconds a window may take")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--shapes", nargs="+", choices=SHAPES, default=list(SHAPES))
+    parser.add_argument("--worker", nargs=2, metavar=("SHAPE", "ENGINE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    policy = build_policy(ModelConfig("hp", 10, 2, 64, ticks=8, lam_logit=5.0))
-    faults = ChipFaults.sample(
-        policy.config, args.batch, 0.2, 0.1, torch.Generator().manual_seed(1), p_faulty=1.0
-    )
-    print(f"HP 10-64-2, T = 8, batch {args.batch}, {args.window} control steps per window")
-    print("| numerics | chip faults | autograd clip | fused clip | speed-up | max grad diff |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    cases = [
-        ("float", False, Numerics(), ReferenceNumerics()),
-        ("board", True, BoardNumerics(), ReferenceBoardNumerics()),
-    ]
-    for name, quantized, fused, reference in cases:
-        for chip in (None, faults):
-            policy.chip_faults = chip
-            best = {"fused": float("inf"), "reference": float("inf")}
-            for _ in range(args.repeats):
-                t_ref, g_ref = window(policy, reference, quantized, args.batch, args.window)
-                t_fused, g_fused = window(policy, fused, quantized, args.batch, args.window)
-                best["reference"] = min(best["reference"], t_ref)
-                best["fused"] = min(best["fused"], t_fused)
-            diff = max(
-                float((a - b).abs().max() / a.abs().max().clamp(min=1e-12))
-                for a, b in zip(g_ref, g_fused, strict=True)
-            )
-            print(
-                f"| {name} | {'yes' if chip else 'no'} | {best['reference'] * 1e3:.0f} ms "
-                f"| {best['fused'] * 1e3:.0f} ms | {best['reference'] / best['fused']:.2f}x "
-                f"| {diff:.1e} |"
-            )
+    if args.worker:
+        measure(*args.worker, args.repeats)
+        return
+
+    results = {}
+    for shape in args.shapes:
+        row = {}
+        for engine in ENGINES:
+            best = run_worker(shape, engine, args.repeats, args.limit)
+            row[f"{engine}_s"] = None if best is None else round(best["seconds"], 4)
+            if best is not None and engine != "lstm":
+                row["params"] = best["params"]
+            if engine == "fused" and best is not None:
+                row["peak_rss_mb"] = round(best["peak_rss_mb"], 1)
+            print(f"{shape} {engine}: {row[f'{engine}_s']} s", file=sys.stderr, flush=True)
+        if row["fused_s"] and row["autograd_s"]:
+            row["speedup"] = round(row["autograd_s"] / row["fused_s"], 2)
+        results[shape] = row
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    print("| shape | params | autograd s | fused s | speed-up | LSTM s | fused peak RSS MB |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for shape, r in results.items():
+        print(
+            f"| {shape} | {r.get('params')} | {r['autograd_s']} | {r['fused_s']} "
+            f"| {r.get('speedup')} | {r['lstm_s']} | {r.get('peak_rss_mb')} |"
+        )
 
 
 if __name__ == "__main__":

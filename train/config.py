@@ -103,6 +103,12 @@ class TrainConfig:
     checkpoint_every: int = option(50, "updates between resume.pt")
     validate_every: int = 100
     device: str = option("cpu", "where to train", choices=("cpu", "cuda"))
+    engine: str = option(
+        "auto",
+        "BPTT engine: fused (hp, gp, lp on the CPU: one compiled node per window), autograd "
+        "(torch's, every policy and device), or auto (fused where it runs)",
+        choices=("auto", "fused", "autograd"),
+    )
 
     def __post_init__(self) -> None:
         from train.models import MODEL_KINDS, SPIKING_KINDS  # torch: see the module docstring
@@ -132,6 +138,10 @@ class TrainConfig:
             raise TrainError("--integral-readout is a readout neuron; only hp, gp and lp have one.")
         if (self.stuck_synapses or self.dead_neurons) and self.model not in SPIKING_KINDS:
             raise TrainError("on-chip faults exist for the spiking models (hp, gp, lp) only.")
+        if self.engine == "fused" and (self.model not in SPIKING_KINDS or self.device != "cpu"):
+            raise TrainError(
+                "--engine fused runs hp, gp and lp on the CPU; use --engine autograd (or auto)."
+            )
         if self.model in SPIKING_KINDS:
             model_config(self)  # the policy's own checks, before anything prints or is written
 

@@ -27,6 +27,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 import torch
 
@@ -34,8 +35,9 @@ from train.checkpoint import MODEL_FILE, RESUME_FILE, save_model, write_json
 from train.config import TrainConfig, model_config
 from train.errors import TrainError
 from train.fault_batch import FaultBatch
-from train.models import ChipFaults, Policy, build_policy, count_parameters, detach_state
+from train.models import ChipFaults, Policy, build_policy, count_parameters
 from train.tasks import TASK_ID, TASKS, get_task
+from train.window import open_window
 
 log = logging.getLogger(__name__)
 
@@ -152,26 +154,27 @@ class Rollout:
             self.policy.chip_faults = None  # evaluation and checkpoints see a healthy chip
 
     def _window_loss(self, beta: float) -> torch.Tensor:
-        loss = torch.zeros((), device=self.device)
         penalise = self.cfg.trace_penalty > 0 and getattr(self.policy, "plastic", False)
+        window = open_window(self.policy, self.state, self.cfg.window, self.cfg.engine, penalise)
+        targets, calm = [], []
         for _ in range(self.cfg.window):
-            obs = torch.as_tensor(self.obs, device=self.device)
-            calm = torch.as_tensor(~self.env.active, device=self.device)
+            quiet = ~self.env.active
             if self.chip_faults is not None:  # a faulty chip is something to adapt to, as well
-                calm = calm & ~self.chip_faults.faulty
-            action, self.state = self.policy(obs, self.state)
+                quiet = quiet & ~self.chip_faults.faulty.cpu().numpy()
+            calm.append(quiet)
+            student = window.step(torch.as_tensor(self.obs, device=self.device))
             target = self.env.teacher(True)
-            error = action - torch.as_tensor(target, device=self.device)
-            loss = loss + torch.mean(error.abs() if self.cfg.loss == "l1" else error**2)
-            if penalise:
-                h = self.state.hidden.h
-                drift = (self.policy.alpha * h).pow(2).mean(dim=(1, 2)) * h.shape[1]
-                loss = loss + self.cfg.trace_penalty * (drift * calm).mean()
-            student = action.detach().clamp(-1, 1).cpu().numpy()
+            targets.append(target)
             take_teacher = self.rng.random(self.cfg.batch) < beta
-            executed = np.where(take_teacher[:, None], target, student)
+            executed = np.where(take_teacher[:, None], target, student.clamp(-1, 1).cpu().numpy())
             self.obs, _ = self.env.step(executed)
-        self.state = detach_state(self.state)
+        actions, trace_sq, self.state = window.finish()
+        error = actions - torch.as_tensor(np.stack(targets), device=self.device)
+        loss = (error.abs() if self.cfg.loss == "l1" else error**2).mean(dim=(1, 2)).sum()
+        if penalise:  # the trace's contribution (alpha * H)**2, per synapse row, while calm
+            drift = self.policy.alpha**2 * trace_sq / self.policy.config.n_hidden
+            calm_steps = torch.as_tensor(np.stack(calm), device=self.device)
+            loss = loss + self.cfg.trace_penalty * (drift * calm_steps).mean(dim=1).sum()
         return loss / self.cfg.window
 
 
@@ -231,16 +234,18 @@ def train(
     """Train one policy into ``out`` (model.pt, resume.pt, config.json, metrics.json, PNGs).
 
     ``build_policy(model_config, seed)`` makes the policy (a study's candidate mechanism)."""
-    threads = torch.get_num_threads()
+    threads, kernel_threads = torch.get_num_threads(), numba.get_num_threads()
     torch.set_num_threads(cfg.threads)
+    numba.set_num_threads(min(cfg.threads, numba.config.NUMBA_NUM_THREADS))
     torch.set_flush_denormal(True)  # decaying traces otherwise crawl through denormals
     try:
         return _train(cfg, out, resume, progress, build_policy)
     finally:
-        # Both settings are process-wide (flush-to-zero is a CPU flag that numpy and hypothesis
+        # These settings are process-wide (flush-to-zero is a CPU flag that numpy and hypothesis
         # see too): whoever called train() gets its numerics back.
         torch.set_flush_denormal(False)
         torch.set_num_threads(threads)
+        numba.set_num_threads(kernel_threads)
 
 
 def _train(
@@ -377,8 +382,8 @@ def _json_config(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def _without_steps(config: dict[str, Any]) -> dict[str, Any]:
-    """Resuming may extend a run (more --steps); everything else must match."""
-    return {k: v for k, v in config.items() if k not in ("steps", "checkpoint_every")}
+    """Resuming may extend a run (more --steps) or change engine; everything else must match."""
+    return {k: v for k, v in config.items() if k not in ("steps", "checkpoint_every", "engine")}
 
 
 def _save_resume(path: Path, cfg, policy, optimiser, history, step, rollout) -> None:

@@ -245,6 +245,12 @@ def net_step(
         routed = hidden.spikes  # what the hidden layer sent on the previous tick
         hidden = layer_step(torch.cat([x_in, routed], dim=1), hidden, params.hidden, numerics)
         readout = layer_step(routed, readout, params.readout, numerics)
-    per_neuron = readout.v_mem * params.dec_gain
-    action = per_neuron.reshape(per_neuron.shape[0], -1, params.dec_bias.shape[0]).sum(1)
-    return action + params.dec_bias, NetState(hidden, readout)
+    return decode(readout.v_mem, params), NetState(hidden, readout)
+
+
+def decode(v_readout: torch.Tensor, params: NetParams) -> torch.Tensor:
+    """Actions (..., n_act) from readout membranes (..., n_readout): each action sums its
+    channels' membranes times their decoder gains, plus its bias."""
+    per_neuron = v_readout * params.dec_gain
+    n_act = params.dec_bias.shape[0]
+    return per_neuron.reshape(*per_neuron.shape[:-1], -1, n_act).sum(-2) + params.dec_bias

@@ -11,18 +11,21 @@ Shapes:
 ``h256_b64``    a 256-neuron HP at batch 64, float
 
 Each (shape, engine) runs in its own process, so its peak RSS is its own and a path that cannot
-finish is stopped: every process reports each window as it ends, best of ``--repeats`` counts,
-and a path with no window inside ``--limit`` seconds (120) reports ``null``. All in one run, one
-after the other, one thread each.
+finish is stopped: every process reports each window as it ends, the best of ``--repeats`` after
+a warm-up window counts (the warm-up window alone where no other finished), and a path that
+ends no window inside ``--limit`` seconds (120) reports ``null``. All in one run, one after the
+other, one thread each.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import queue
 import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -85,17 +88,31 @@ def measure(shape: str, engine: str, repeats: int) -> None:
 
 
 def run_worker(shape: str, engine: str, repeats: int, limit: float) -> dict | None:
-    """Best window of a worker process (after its warm-up window), or None if none ended."""
+    """Best window of a worker process (after its warm-up window), or None if none ended
+    within ``limit`` seconds of the one before."""
     command = [sys.executable, __file__, "--worker", shape, engine, "--repeats", str(repeats)]
     root = Path(__file__).resolve().parent.parent
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=root)
-    try:
-        out, _ = process.communicate(timeout=limit * (repeats + 1))
-    except subprocess.TimeoutExpired:
-        process.kill()
-        out, _ = process.communicate()
-    windows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    timed = windows[1:] or [w for w in windows if w["seconds"] <= limit]
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        for line in process.stdout:  # type: ignore[union-attr]
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    windows = []
+    while True:
+        try:
+            line = lines.get(timeout=limit + (60.0 if not windows else 0.0))  # + compilation
+        except queue.Empty:
+            process.kill()
+            break
+        if line is None:
+            break
+        windows.append(json.loads(line))
+    process.wait()
+    timed = windows[1:] or windows
     if not timed:
         return None
     best = min(timed, key=lambda w: w["seconds"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+import numba
 import numpy as np
 import torch
 
@@ -222,7 +223,7 @@ class FusedWindow:
         """The adjoint of the window (see :func:`train.window_kernels.window_backward`)."""
         tb, ck = self.tables, self.checkpoints
         x_in = np.ascontiguousarray(np.stack([_array(x, self.v_readout.dtype) for x in self.x_in]))
-        chunks = max(1, min(kernels.numba.get_num_threads(), x_in.shape[1]))
+        chunks = max(1, min(numba.get_num_threads(), x_in.shape[1]))
         return kernels.window_backward(
             ck["v"], ck["s"], ck["h"], ck["age"], ck["vr"], ck["u"], x_in, g_readout, g_trace_sq,
             self.ticks, tb["w"], tb["theta"], tb["leak"], tb["tab"], self.dtab, tb["eta"],
@@ -239,7 +240,8 @@ class _WindowFunction(torch.autograd.Function):
     def forward(ctx, window: FusedWindow, *inputs: torch.Tensor | None):  # type: ignore[override]
         ctx.window = window
         ctx.shapes = [None if t is None else t.shape for t in inputs]
-        return torch.from_numpy(window.v_readout), torch.from_numpy(window.trace_sq)
+        steps = window.t  # a window may end early: only the steps it took
+        return torch.from_numpy(window.v_readout[:steps]), torch.from_numpy(window.trace_sq[:steps])
 
     @staticmethod
     def backward(ctx, g_readout: torch.Tensor, g_trace_sq: torch.Tensor):  # type: ignore[override]

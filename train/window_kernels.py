@@ -103,20 +103,6 @@ def _tick(  # noqa: PLR0913 - one tick of the whole network reads every table
             if record:
                 t_age[tau, i] = age[i]
             continue
-        if plastic:
-            if record:
-                t_age[tau, i] = 0
-            k = min(age[i], cap)
-            age[i] = 0
-            f = tab[k]
-            if record:
-                t_k[tau, i] = k
-                t_slot[tau, i] = n_snap
-                snap[n_snap, :] = h[i, :]
-                n_snap += 1
-            for j in range(n_post):
-                decayed = h[i, j] * f
-                h[i, j] = np.floor(decayed) if board else decayed
         if not plastic:
             if has_keep:
                 for j in range(n_post):
@@ -124,13 +110,27 @@ def _tick(  # noqa: PLR0913 - one tick of the whole network reads every table
             else:
                 for j in range(n_post):
                     current[j] += xi * (w[i, j] * fine)
-        elif board:
+            continue
+        k = min(age[i], cap)
+        age[i] = 0
+        f = tab[k]
+        if record:
+            t_age[tau, i] = 0
+            t_k[tau, i] = k
+            t_slot[tau, i] = n_snap
+            snap[n_snap, :] = h[i, :]
+            n_snap += 1
+        if board:  # one pass: bring the row up to date, then add its effective weights
             for j in range(n_post):
-                wij = min(max(w[i, j] * fine + np.floor(alpha * h[i, j] * per_alpha), w_lo), w_hi)
+                hij = np.floor(h[i, j] * f)
+                h[i, j] = hij
+                wij = min(max(w[i, j] * fine + np.floor(alpha * hij * per_alpha), w_lo), w_hi)
                 current[j] += xi * (wij * keep[i, j] if has_keep else wij)
         else:
             for j in range(n_post):
-                wij = w[i, j] + alpha * h[i, j]
+                hij = h[i, j] * f
+                h[i, j] = hij
+                wij = w[i, j] + alpha * hij
                 current[j] += xi * (wij * keep[i, j] if has_keep else wij)
 
     # Leak, fire, reset.

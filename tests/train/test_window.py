@@ -151,12 +151,19 @@ def test_auto_picks_the_fused_engine_for_spiking_policies_on_the_cpu() -> None:
         open_window(spiking, spiking.initial_state(BATCH), 2, "jit", False)
 
 
-def test_a_fused_window_refuses_more_steps_than_it_holds() -> None:
+def test_a_fused_window_refuses_more_steps_than_it_holds_and_may_end_early() -> None:
     policy = make_policy(torch.float32)
     window = open_window(policy, policy.initial_state(BATCH), 1, "fused", False)
     window.step(observations(torch.float32)[0])
     with pytest.raises(TrainError, match="holds 1 control steps"):
         window.step(observations(torch.float32)[0])
+    early = open_window(policy, policy.initial_state(BATCH), 5, "fused", False)
+    for obs in observations(torch.float32)[:2]:
+        early.step(obs)
+    actions, _, _ = early.finish()
+    assert actions.shape == (2, BATCH, N_ACT)
+    actions.abs().mean().backward()
+    assert policy.w_hidden.grad.abs().max() > 0
 
 
 def test_training_on_either_engine_follows_the_same_losses(tmp_path) -> None:

@@ -68,7 +68,17 @@ def _ints(option: str, text: str, minimum: int) -> list[int]:
 
 
 def run_scenario(args: argparse.Namespace) -> dict:
-    """Run ``args.scenario`` over ``args.seeds``; the summary dict (``--json`` prints it)."""
+    """Run ``args.scenario`` over ``args.seeds``; the summary dict (``--json`` prints it), with
+    the MKL branch the run's products used (``mkl_cbwr``)."""
+    from train.scenarios.common import reproducible_blas
+
+    blas = reproducible_blas()  # before the first product: MKL reads it once
+    summary = _run(args)
+    summary["mkl_cbwr"] = blas
+    return summary
+
+
+def _run(args: argparse.Namespace) -> dict:
     from dataclasses import replace
 
     from train.scenarios import runner

@@ -4,6 +4,7 @@ few-shot configuration and random features, shared by the scenario and the board
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 
 import numpy as np
@@ -24,6 +25,13 @@ TINY = FewShotConfig(
     test_episodes=4,
     eval_batch=2,
 )
+
+
+@pytest.fixture(autouse=True)
+def _blas_setting_stays_in_the_test(monkeypatch):
+    """``glocal scenario`` sets ``MKL_CBWR`` for its own process: undo it after each test, so
+    that no later test's child process inherits it."""
+    monkeypatch.setenv("MKL_CBWR", os.environ.get("MKL_CBWR", "COMPATIBLE"))
 
 
 def features(n: int, dim: int, seed: int) -> torch.Tensor:

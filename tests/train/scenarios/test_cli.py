@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 import pytest
 import torch
@@ -64,6 +65,7 @@ def test_tiny_few_shot_run_writes_its_report_and_the_hp_checkpoint(tmp_path, omn
     )
     summary = run_scenario(args)
     assert set(summary["summary"]) == {"HP", "GP", "LP"}
+    assert summary["mkl_cbwr"] == os.environ["MKL_CBWR"]  # reproducible products, recorded
     record = json.loads((out / "fewshot.json").read_text())
     assert "board" not in record["runs"][0]  # train never runs the board
     assert (out / "fewshot.png").stat().st_size > 1000

@@ -68,7 +68,9 @@ def _iter_pngs(root: Path) -> Iterator[tuple[tuple[str, str], str, bytes]]:
             yield key, png.name, png.read_bytes()
 
 
-def _decode(png: bytes, size: int) -> np.ndarray:
+def decode_image(png: bytes, size: int) -> np.ndarray:
+    """One Omniglot drawing (PNG bytes) as ``size x size`` float32 in [0, 1], ink = 1: box
+    downsampling, as every scenario image is made."""
     from PIL import Image
 
     with Image.open(io.BytesIO(png)) as image:
@@ -98,7 +100,7 @@ def load_omniglot(root: str | Path | None = None, size: int = 28) -> CharacterSe
     for key, name, png in _iter_pngs(root):
         per = drawings.setdefault(key, {})
         if name not in per:  # the same drawing in two sets is one drawing
-            per[name] = _decode(png, size)
+            per[name] = decode_image(png, size)
     if not drawings:
         raise TrainError(f"no Omniglot drawings (Alphabet/characterNN/*.png) found under {root}.")
     keys = sorted(drawings)

@@ -10,6 +10,7 @@ import torch
 from glocal import cli
 from train.errors import TrainError
 from train.scenarios.cli import register_scenario, run_scenario
+from train.scenarios.fewshot import PROTOTYPE, FeatureExtractor
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -64,7 +65,7 @@ def test_tiny_few_shot_run_writes_its_report_and_the_hp_checkpoint(tmp_path, omn
         "2",
     )
     summary = run_scenario(args)
-    assert set(summary["summary"]) == {"HP", "GP", "LP"}
+    assert set(summary["summary"]) == {"HP", "GP", "LP", PROTOTYPE}
     assert summary["mkl_cbwr"] == os.environ["MKL_CBWR"]  # reproducible products, recorded
     record = json.loads((out / "fewshot.json").read_text())
     assert "board" not in record["runs"][0]  # train never runs the board
@@ -74,6 +75,11 @@ def test_tiny_few_shot_run_writes_its_report_and_the_hp_checkpoint(tmp_path, omn
     assert checkpoint["scenario"] == "few-shot" and checkpoint["seed"] == 0
     assert checkpoint["split"] == {"seed": 0, "test_fraction": 0.33}
     assert checkpoint["extractor"] and checkpoint["rule"]
+    gp = torch.load(out / "fewshot-gp-seed0.pt", weights_only=False)  # GP beside it, no rule
+    assert gp["model"] == "GP" and gp["split"] == checkpoint["split"] and "rule" not in gp
+    FeatureExtractor(gp["config"]["n_features"], gp["config"]["image_size"]).load_state_dict(
+        gp["extractor"]
+    )
 
 
 def test_board_episodes_is_no_scenario_option():
@@ -87,7 +93,7 @@ def test_glocal_scenario_runs_into_out(tmp_path, omniglot_dir, capsys):
     out = tmp_path / "out"
     assert cli.main(["scenario", "few-shot", "--out", str(out), "--json", *tiny]) == 0
     assert (out / "fewshot.json").exists() and (out / "fewshot-hp-seed0.pt").exists()
-    assert set(json.loads(capsys.readouterr().out)["summary"]) == {"HP", "GP", "LP"}
+    assert set(json.loads(capsys.readouterr().out)["summary"]) == {"HP", "GP", "LP", PROTOTYPE}
 
 
 def test_glocal_scenario_help_names_the_scenarios(capsys):

@@ -3,8 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.train.scenarios.conftest import _drawing, _png
 from train.errors import TrainError
 from train.scenarios.data import (
+    decode_image,
     default_data_root,
     load_digits_split,
     load_omniglot,
@@ -24,6 +26,11 @@ def test_loader_reads_zips_and_folders_and_deduplicates(omniglot_dir):
     img = chars.images[0][0]
     assert img.min() >= 0.0 and img.max() <= 1.0 and img.max() > 0.5  # ink is 1
     assert img.mean() < 0.5  # mostly paper
+
+
+def test_decode_image_is_the_loaders_decoder(omniglot_dir):
+    image = decode_image(_png(_drawing(0, 0)), 14)
+    np.testing.assert_array_equal(image, load_omniglot(omniglot_dir, size=14).images[0][0])
 
 
 def test_missing_or_empty_data_is_one_clear_error(tmp_path):

@@ -41,7 +41,7 @@ from protocol.numeric import ENC_GAIN_ONE
 from train.checkpoint import load_record
 from train.quant import BoardNumerics, layer_scales, layer_tables, quantise_layer
 from train.scenarios.common import mean_ci95
-from train.scenarios.data import CharacterSet, load_omniglot, sample_episodes, split_characters
+from train.scenarios.data import CharacterSet, load_omniglot, sample_episodes, split_meta
 from train.scenarios.fewshot import (
     BindingRule,
     FeatureExtractor,
@@ -244,6 +244,7 @@ class FewShotCheckpoint:
     extractor: FeatureExtractor | None  # None in a checkpoint that only holds the rule
     split_seed: int
     test_fraction: float
+    split: str = "characters"  # or "alphabets" (train.scenarios.data.SPLITS)
 
 
 def read_fewshot_checkpoint(path: str | Path) -> FewShotCheckpoint:
@@ -279,6 +280,7 @@ def read_fewshot_checkpoint(path: str | Path) -> FewShotCheckpoint:
         extractor,
         int(split.get("seed", SPLIT_SEED)),
         float(split.get("test_fraction", TEST_FRACTION)),
+        str(split.get("kind", "characters")),
     )
 
 
@@ -337,14 +339,17 @@ def fewshot_board(
                 f"{ck.cfg.n_features} features + {max(ways)} label axons exceed the "
                 f"{core.axons_per_core} axons of one {profile} core: ask for fewer ways."
             )
-    chars: dict[tuple[int, float, int], CharacterSet] = {}
+    chars: dict[tuple[int, str, float, int], CharacterSet] = {}
     runs = []
     tick = Tally(len(loaded) * len(ways) * episodes, progress)
     for ck in loaded:
-        key = (ck.cfg.image_size, ck.test_fraction, ck.split_seed)
+        key = (ck.cfg.image_size, ck.split, ck.test_fraction, ck.split_seed)
         if key not in chars:
-            _, chars[key] = split_characters(
-                load_omniglot(data_root, ck.cfg.image_size), ck.test_fraction, ck.split_seed
+            _, chars[key] = split_meta(
+                load_omniglot(data_root, ck.cfg.image_size),
+                ck.split,
+                ck.test_fraction,
+                ck.split_seed,
             )
         episode_seed = EPISODE_SEED_OFFSET + ck.seed if seed is None else seed
         results = {

@@ -52,6 +52,13 @@ def register_scenario(
     )
     p.add_argument("--test-episodes", type=int, default=1000, help="few-shot test episodes per way")
     p.add_argument("--ways", default="5,20", help="few-shot: N-way tests (default: %(default)s)")
+    p.add_argument(
+        "--split",
+        default="characters",
+        help="few-shot meta-test: 'characters' (unseen characters of seen alphabets) or "
+        "'alphabets' (alphabets never seen: the standard split, Lake et al.'s evaluation "
+        "alphabets where present) (default: %(default)s)",
+    )
     p.add_argument("--tasks", type=int, default=10, help="continual: number of permuted tasks")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
     p.set_defaults(handler=run_scenario)
@@ -103,7 +110,7 @@ def _run(args: argparse.Namespace) -> dict:
         if args.iterations is not None:
             cfg = replace(cfg, iterations=args.iterations)
         ways = tuple(_ints("--ways", args.ways, 2))
-        return runner.run_fewshot(cfg, seeds, out, args.data_root, ways=ways)
+        return runner.run_fewshot(cfg, seeds, out, args.data_root, ways=ways, split=args.split)
     if args.scenario == "continual":
         from train.scenarios.continual import ContinualConfig
 

@@ -4,9 +4,10 @@ Omniglot's layout is ``<set>/<Alphabet>/characterNN/<id>_<drawer>.png``; the loa
 ``.zip`` and every extracted folder under the data root, keys a character by
 ``(alphabet, characterNN)`` (the two "small" background sets share Greek and Latin folders, so
 duplicates are dropped) and downsamples each 105x105 drawing to ``size x size`` floats in
-``[0, 1]`` with ink = 1. Characters, not drawings, are split into meta-train and meta-test;
-meta-train classes are augmented by the standard rotations (0, 90, 180, 270 degrees: each a new
-class).
+``[0, 1]`` with ink = 1. Characters, not drawings, are split into meta-train and meta-test,
+either character by character (meta-test characters come from alphabets seen in meta-training)
+or alphabet by alphabet (the standard split: meta-test alphabets are never seen); meta-train
+classes are augmented by the standard rotations (0, 90, 180, 270 degrees: each a new class).
 
 The data root is ``$GLOCAL_DATA/omniglot`` when the variable is set, else
 ``../shared/data/omniglot`` beside the repository.
@@ -27,6 +28,15 @@ from train.errors import TrainError
 
 DATA_ENV = "GLOCAL_DATA"
 ROTATIONS = (0, 1, 2, 3)  # quarter turns
+# The 20 alphabets of Lake et al.'s images_evaluation set: the meta-test of the standard split.
+EVALUATION_ALPHABETS = frozenset(
+    {
+        "Angelic", "Atemayar_Qelisayer", "Atlantean", "Aurek-Besh", "Avesta", "Ge_ez",
+        "Glagolitic", "Gurmukhi", "Kannada", "Keble", "Malayalam", "Manipuri", "Mongolian",
+        "Old_Church_Slavonic_(Cyrillic)", "Oriya", "Sylheti", "Syriac_(Serto)", "Tengwar",
+        "Tibetan", "ULOG",
+    }
+)  # fmt: skip
 
 
 def default_data_root() -> Path:
@@ -116,11 +126,54 @@ def split_characters(
         raise TrainError(f"the test fraction must lie in (0, 1), not {test_fraction}.")
     order = np.random.default_rng(seed).permutation(len(chars))
     n_test = max(1, int(round(len(chars) * test_fraction)))
-    pick = [sorted(order[n_test:].tolist()), sorted(order[:n_test].tolist())]
-    train, test = (
-        CharacterSet([chars.keys[i] for i in idx], [chars.images[i] for i in idx]) for idx in pick
-    )
-    return train, test
+    in_test = np.zeros(len(chars), bool)
+    in_test[order[:n_test]] = True
+    return _subset(chars, (~in_test).tolist()), _subset(chars, in_test.tolist())
+
+
+def _subset(chars: CharacterSet, keep: list[bool]) -> CharacterSet:
+    idx = [i for i, k in enumerate(keep) if k]
+    return CharacterSet([chars.keys[i] for i in idx], [chars.images[i] for i in idx])
+
+
+def split_alphabets(
+    chars: CharacterSet, test_fraction: float, seed: int
+) -> tuple[CharacterSet, CharacterSet]:
+    """Split whole alphabets into meta-train and meta-test: meta-test alphabets are never seen.
+
+    Where Lake et al.'s evaluation alphabets are present (a full download), this is their
+    background/evaluation split and ``test_fraction`` and ``seed`` are not used. Otherwise (the
+    shared subset holds background alphabets only) alphabets are taken in a seeded order, each
+    that brings the meta-test set nearer ``test_fraction`` of the characters.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise TrainError(f"the test fraction must lie in (0, 1), not {test_fraction}.")
+    alphabets = sorted({a for a, _ in chars.keys})
+    test = set(EVALUATION_ALPHABETS.intersection(alphabets))
+    if not test:
+        size = {a: sum(k[0] == a for k in chars.keys) for a in alphabets}
+        short = test_fraction * len(chars)  # meta-test characters still wanted
+        for i in np.random.default_rng(seed).permutation(len(alphabets)):
+            if abs(short - size[alphabets[i]]) < abs(short):
+                test.add(alphabets[i])
+                short -= size[alphabets[i]]
+    if len(test) == len(alphabets):
+        raise TrainError(f"no alphabet is left for meta-training among {alphabets}.")
+    in_test = [key[0] in test for key in chars.keys]
+    return _subset(chars, [not t for t in in_test]), _subset(chars, in_test)
+
+
+SPLITS = {"characters": split_characters, "alphabets": split_alphabets}
+"""How meta-test is kept apart: ``name -> split(chars, test_fraction, seed)``."""
+
+
+def split_meta(
+    chars: CharacterSet, split: str, test_fraction: float, seed: int
+) -> tuple[CharacterSet, CharacterSet]:
+    """Meta-train and meta-test by the named split (``characters`` or ``alphabets``)."""
+    if split not in SPLITS:
+        raise TrainError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}.")
+    return SPLITS[split](chars, test_fraction, seed)
 
 
 def rotate_classes(chars: CharacterSet) -> CharacterSet:

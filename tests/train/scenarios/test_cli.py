@@ -73,13 +73,27 @@ def test_tiny_few_shot_run_writes_its_report_and_the_hp_checkpoint(tmp_path, omn
     assert "| HP |" in (out / "fewshot.md").read_text()
     checkpoint = torch.load(out / "fewshot-hp-seed0.pt", weights_only=False)
     assert checkpoint["scenario"] == "few-shot" and checkpoint["seed"] == 0
-    assert checkpoint["split"] == {"seed": 0, "test_fraction": 0.33}
+    assert checkpoint["split"] == {"kind": "characters", "seed": 0, "test_fraction": 0.33}
     assert checkpoint["extractor"] and checkpoint["rule"]
     gp = torch.load(out / "fewshot-gp-seed0.pt", weights_only=False)  # GP beside it, no rule
     assert gp["model"] == "GP" and gp["split"] == checkpoint["split"] and "rule" not in gp
     FeatureExtractor(gp["config"]["n_features"], gp["config"]["image_size"]).load_state_dict(
         gp["extractor"]
     )
+
+
+def test_alphabet_split_meta_tests_on_an_unseen_alphabet(tmp_path, omniglot_dir):
+    out = tmp_path / "out"
+    tiny = ["--seeds", "0", "--data-root", str(omniglot_dir), "--iterations", "1"]
+    args = _args("few-shot", "--out", str(out), "--split", "alphabets", *tiny, "--ways", "2")
+    run_scenario(args)
+    record = json.loads((out / "fewshot.json").read_text())
+    assert record["split"] == "alphabets" and len(record["test_alphabets"]) == 1
+    assert "alphabets never seen" in (out / "fewshot.md").read_text()
+    checkpoint = torch.load(out / "fewshot-hp-seed0.pt", weights_only=False)
+    assert checkpoint["split"]["kind"] == "alphabets"
+    with pytest.raises(TrainError, match="unknown split"):
+        run_scenario(_args("few-shot", "--out", str(out), "--split", "x", *tiny))
 
 
 def test_board_episodes_is_no_scenario_option():

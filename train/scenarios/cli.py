@@ -12,17 +12,20 @@ from pathlib import Path
 
 from train.errors import TrainError
 
-SCENARIOS = ("few-shot", "continual", "fault-tolerant")
+SCENARIOS = {
+    "few-shot": "few-shot Omniglot: HP, GP, LP and the prototype reference",
+    "continual": "continual learning on permuted digits",
+    "fault-tolerant": "digits under noise, occlusion and synapse faults",
+}
 
 
 def register_scenario(
     subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]
 ) -> None:
-    """Add ``glocal scenario`` (every option is optional; defaults fit a few CPU minutes per
-    seed)."""
+    """Add ``glocal scenario SCENARIO`` (every option is optional; defaults fit a few CPU
+    minutes per seed); :func:`scenario_commands` lets another package add a SCENARIO."""
     p = subparsers.add_parser(
         "scenario",
-        parents=parents,
         help="run one of the seed paper's learning scenarios (HP against GP and LP)",
         description=(
             "Run one of the seed paper's scenarios on real data, hybrid plasticity (HP) against "
@@ -31,37 +34,53 @@ def register_scenario(
             "JSON, a Markdown table, a PNG and the checkpoints into --out."
         ),
     )
-    p.add_argument("scenario", choices=SCENARIOS, help="which scenario")
-    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: %(default)s)")
-    p.add_argument(
+    commands = p.add_subparsers(dest="scenario", metavar="SCENARIO", required=True)
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--seeds", default="0,1,2", help="comma-separated seeds (default: %(default)s)"
+    )
+    options.add_argument(
         "--out",
         type=Path,
         default=Path("scenario-results"),
         help="folder for the JSON, Markdown table, PNG and checkpoints (default: %(default)s)",
     )
-    p.add_argument(
+    options.add_argument(
         "--data-root",
         default=None,
         help="Omniglot folder (default: $GLOCAL_DATA/omniglot or ../shared/data/omniglot)",
     )
-    p.add_argument(
+    options.add_argument(
         "--iterations",
         type=int,
         default=None,
         help="few-shot meta-iterations (default 1200) or continual epochs per task",
     )
-    p.add_argument("--test-episodes", type=int, default=1000, help="few-shot test episodes per way")
-    p.add_argument("--ways", default="5,20", help="few-shot: N-way tests (default: %(default)s)")
-    p.add_argument(
+    options.add_argument(
+        "--test-episodes", type=int, default=1000, help="few-shot test episodes per way"
+    )
+    options.add_argument(
+        "--ways", default="5,20", help="few-shot: N-way tests (default: %(default)s)"
+    )
+    options.add_argument(
         "--split",
         default="characters",
         help="few-shot meta-test: 'characters' (unseen characters of seen alphabets) or "
         "'alphabets' (alphabets never seen: the standard split, Lake et al.'s evaluation "
         "alphabets where present) (default: %(default)s)",
     )
-    p.add_argument("--tasks", type=int, default=10, help="continual: number of permuted tasks")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
-    p.set_defaults(handler=run_scenario)
+    options.add_argument(
+        "--tasks", type=int, default=10, help="continual: number of permuted tasks"
+    )
+    options.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
+    for name, what in SCENARIOS.items():
+        command = commands.add_parser(name, parents=[*parents, options], help=what)
+        command.set_defaults(handler=run_scenario)
+
+
+def scenario_commands(verb: argparse.ArgumentParser) -> argparse._SubParsersAction:
+    """The SCENARIO subcommands of the ``glocal scenario`` parser ``verb``."""
+    return next(a for a in verb._actions if isinstance(a, argparse._SubParsersAction))
 
 
 def _ints(option: str, text: str, minimum: int) -> list[int]:

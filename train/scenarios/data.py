@@ -215,6 +215,75 @@ def sample_episodes(
     return np.stack(support), np.stack(query)
 
 
+RUN_LABELS = "class_labels.txt"
+
+
+@dataclass(frozen=True)
+class OneShotRun:
+    """One run of Lake et al.'s one-shot classification: one training image per class, in
+    file-name order (``training/class01.png`` is class 0), and the test images (file-name
+    order) with the index of the class each belongs to."""
+
+    name: str
+    support: np.ndarray  # (N, size, size)
+    query: np.ndarray  # (Q, size, size)
+    labels: np.ndarray  # (Q,) int64, index into support
+
+
+def read_runs(folder: str | Path, size: int) -> list[OneShotRun]:
+    """Every ``runNN`` under ``folder`` in the "all runs" layout of Lake et al. (2015):
+    ``runNN/class_labels.txt`` pairs each ``test/itemXX.png`` with its ``training/classYY.png``
+    (a line may also name them with the run folder in front, as the released runs do)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise TrainError(f"no one-shot runs folder at {folder}.")
+    runs = sorted(run for run in folder.iterdir() if (run / RUN_LABELS).is_file())
+    if not runs:
+        raise TrainError(
+            f"{folder} holds no runNN/{RUN_LABELS}: expected Lake et al.'s all-runs layout "
+            "(runNN/class_labels.txt, runNN/training/, runNN/test/)."
+        )
+    return [_read_run(run, size) for run in runs]
+
+
+def _read_run(run: Path, size: int) -> OneShotRun:
+    labels_file = run / RUN_LABELS
+    pairs = []
+    for number, line in enumerate(labels_file.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        names = line.split()
+        if len(names) != 2:
+            raise TrainError(
+                f"{labels_file} line {number} is not 'test/itemXX.png training/classYY.png'."
+            )
+        pairs.append(tuple(_run_file(run, name, labels_file) for name in names))
+    if not pairs:
+        raise TrainError(f"{labels_file} pairs no test image with a training image.")
+    training = sorted({train for _, train in pairs})
+    pairs.sort()
+
+    def decode_all(paths: list[Path]) -> np.ndarray:
+        return np.stack([decode_image(path.read_bytes(), size) for path in paths])
+
+    return OneShotRun(
+        run.name,
+        decode_all(training),
+        decode_all([test for test, _ in pairs]),
+        np.array([training.index(train) for _, train in pairs], dtype=np.int64),
+    )
+
+
+def _run_file(run: Path, name: str, labels_file: Path) -> Path:
+    parts = PurePosixPath(name).parts
+    if parts and parts[0] == run.name:  # "run01/test/item01.png", as released
+        parts = parts[1:]
+    path = run.joinpath(*parts)
+    if not path.is_file():
+        raise TrainError(f"{labels_file} names {name}, which is not a file in {run}.")
+    return path
+
+
 def load_digits_split(test_fraction: float = 0.3, seed: int = 0) -> tuple[np.ndarray, ...]:
     """scikit-learn's 8x8 digits in [0, 1]: ``(x_train, y_train, x_test, y_test)``, seeded split."""
     from sklearn.datasets import load_digits

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from train.errors import TrainError
 from train.scenarios.common import descend, mean_ci95, seed_everything
-from train.scenarios.data import CharacterSet, sample_episodes
+from train.scenarios.data import CharacterSet, OneShotRun, sample_episodes
 from train.snn import LayerParams, LayerState, Numerics, PlasticParams, init_layer_state, layer_step
 
 log = logging.getLogger(__name__)
@@ -397,6 +397,20 @@ def classify(
     s = torch.from_numpy(np.ascontiguousarray(support, dtype=np.float32))
     q = torch.from_numpy(np.ascontiguousarray(query, dtype=np.float32))
     return readout(s[None], q[None], n_way, k_shot)[0].argmax(-1).numpy()
+
+
+def score_runs(readouts: dict[str, Readout], runs: Sequence[OneShotRun]) -> dict:
+    """Accuracy of each readout on each given one-shot run, and the mean over runs:
+    ``{"runs": [{"run", "n_way", "accuracy": {readout: a}}], "mean": {readout: a}}``."""
+    rows = []
+    for run in runs:
+        accuracy = {
+            name: float((classify(readout, run.support, run.query) == run.labels).mean())
+            for name, readout in readouts.items()
+        }
+        rows.append({"run": run.name, "n_way": len(run.support), "accuracy": accuracy})
+    mean = {name: float(np.mean([r["accuracy"][name] for r in rows])) for name in readouts}
+    return {"runs": rows, "mean": mean}
 
 
 def evaluate(

@@ -116,7 +116,11 @@ def test_glocal_scenario_help_names_the_scenarios(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: glocal scenario ")
-    assert "{few-shot,continual,fault-tolerant}" in out and "--seeds" in out
+    for name in ("few-shot", "continual", "fault-tolerant", "few-shot-runs"):
+        assert f"\n    {name}" in out
+    with pytest.raises(SystemExit):
+        cli.main(["scenario", "few-shot", "--help"])
+    assert "--seeds" in capsys.readouterr().out
 
 
 def test_train_no_longer_runs_scenarios_or_tables(tmp_path, capsys):

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.train.scenarios.conftest import _drawing, _png
+from tests.train.scenarios.conftest import drawing, png_bytes
 from train.errors import TrainError
 from train.scenarios.data import (
     CharacterSet,
@@ -32,7 +32,7 @@ def test_loader_reads_zips_and_folders_and_deduplicates(omniglot_dir):
 
 
 def test_decode_image_is_the_loaders_decoder(omniglot_dir):
-    image = decode_image(_png(_drawing(0, 0)), 14)
+    image = decode_image(png_bytes(drawing(0, 0)), 14)
     np.testing.assert_array_equal(image, load_omniglot(omniglot_dir, size=14).images[0][0])
 
 

@@ -2,7 +2,9 @@
 
 ``train/cli.py`` registers the verb with :func:`register_scenario`; its handler,
 :func:`run_scenario`, imports the heavy modules. Nothing here touches the board:
-``glocal fewshot-board`` (``deploy.fewshot_board``) runs the saved few-shot models on it.
+``glocal fewshot-board`` (``deploy.fewshot_board``) runs the saved few-shot models on it, and
+``glocal scenario few-shot-runs``, which scores given one-shot runs on it too, is a SCENARIO
+that ``glocal.cli`` adds from ``deploy.cli`` through :func:`scenario_commands`.
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ STEP of ``REST_TICKS`` zero-input ticks lets the membranes leak back to rest (wi
 :func:`fewshot_board` is ``glocal fewshot-board``: it reads the scenario's HP checkpoints
 (``fewshot-hp-seedN.pt``, written by ``glocal train --scenario few-shot``) and reports the
 board's accuracy beside torch's integer model and torch float on the same episodes.
+:func:`fewshot_runs` is ``glocal scenario few-shot-runs``: given one-shot runs in Lake et al.'s
+layout, scored by HP in torch and on the board (:func:`board_readout`), GP and the prototype.
 """
 
 from __future__ import annotations

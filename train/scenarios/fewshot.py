@@ -24,6 +24,10 @@ Models, on the same data and iteration budget:
   set by gradient descent (``gp_steps`` Adam steps through the spikes): global learning only.
 - **LP**: nothing learned by gradients: a fixed front end (:class:`PooledPixels`) and a hand-set
   Hebbian rule: local learning only.
+- **Prototype** (the reference row, :data:`PROTOTYPE`): HP's extractor, then the cosine
+  nearest-prototype readout instead of the binding layer, which should at least match it.
+
+:func:`classify` scores one given support/query set with any of these readouts.
 """
 
 from __future__ import annotations

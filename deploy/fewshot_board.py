@@ -276,6 +276,11 @@ def read_fewshot_checkpoint(path: str | Path) -> FewShotCheckpoint:
             f"{path} holds the {record.get('scenario')!r} scenario, not few-shot; pass a "
             "fewshot-hp-seedN.pt written by `glocal train --scenario few-shot`."
         )
+    if record.get("model") == "GP":
+        raise DeployError(
+            f"{path} holds GP's extractor, which has no binding layer; pass the "
+            "fewshot-hp-seedN.pt beside it (GP is read from there)."
+        )
     cfg = FewShotConfig(**record["config"])
     rule = BindingRule(cfg.n_features, cfg)
     rule.load_state_dict(record["rule"])

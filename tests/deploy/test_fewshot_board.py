@@ -229,6 +229,7 @@ def test_few_shot_runs_bad_input_is_one_sentence(tmp_path, trained, capsys):
         ([str(checkpoint), "--runs", str(tmp_path)], "holds no runNN/class_labels.txt"),
         ([str(tmp_path / "junk.pt"), "--runs", str(runs)], "not a readable"),
         ([str(tmp_path / "nothing.pt"), "--runs", str(runs)], "no few-shot checkpoint"),
+        ([str(checkpoint.with_name("fewshot-gp-seed0.pt")), "--runs", str(runs)], "GP's"),
     ]
     for argv, message in cases:
         assert cli.main(["scenario", "few-shot-runs", *argv]) == cli.EXIT_USAGE

@@ -96,6 +96,15 @@ def test_alphabet_split_meta_tests_on_an_unseen_alphabet(tmp_path, omniglot_dir)
         run_scenario(_args("few-shot", "--out", str(out), "--split", "x", *tiny))
 
 
+def test_reproducible_blas_leaves_a_branch_the_user_chose(monkeypatch):
+    from train.scenarios.common import MKL_BRANCH, reproducible_blas
+
+    monkeypatch.setenv("MKL_CBWR", "AVX2")
+    assert reproducible_blas() == "AVX2"
+    monkeypatch.delenv("MKL_CBWR")
+    assert reproducible_blas() == MKL_BRANCH == os.environ["MKL_CBWR"]
+
+
 def test_board_episodes_is_no_scenario_option():
     with pytest.raises(SystemExit):
         _args("few-shot", "--board-episodes", "2")

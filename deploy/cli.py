@@ -1,5 +1,6 @@
 """``glocal`` verbs owned by ``deploy``: pack, export-onnx, flash, run, demo, hil,
-fewshot-board, evaluate, export-nir.
+fewshot-board, evaluate, export-nir, and ``scenario few-shot-runs`` (which ``glocal.cli`` adds to
+train's ``scenario`` verb, since train may not import the board).
 
 Each handler only parses and calls the library (``deploy.*``); human output goes to stderr and
 the returned dict is what ``--json`` prints. Handlers import the library (torch, gymnasium)
@@ -249,6 +250,31 @@ def register_fewshot_board(
     p.add_argument("--profile", default="tianjic", help="board profile (default: %(default)s)")
     p.add_argument("--out", type=Path, help="folder for fewshot-board.json and fewshot-board.md")
     p.set_defaults(handler=fewshot_board_command)
+
+
+def register_fewshot_runs(
+    scenario_commands: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]
+) -> None:
+    """``glocal scenario few-shot-runs``: a SCENARIO of train's verb that needs the board."""
+    p = scenario_commands.add_parser(
+        "few-shot-runs",
+        parents=parents,
+        help="score one-shot runs (Lake et al.'s all-runs layout) with a few-shot checkpoint",
+        description=(
+            "Score the one-shot runs under --runs (runNN/class_labels.txt, runNN/training/, "
+            "runNN/test/, as in Lake et al. 2015's released runs) with a few-shot checkpoint "
+            "(fewshot-hp-seedN.pt): HP in torch, HP with the binding on the emulated board "
+            "(where an N-way layer fits one core), GP when fewshot-gp-seedN.pt lies beside it, "
+            "and the cosine-prototype reference on HP's features. Prints per-run and mean "
+            "accuracy."
+        ),
+        epilog="example: glocal scenario few-shot-runs results/fewshot-hp-seed0.pt "
+        "--runs all_runs/ --json",
+    )
+    p.add_argument("checkpoint", help="fewshot-hp-seedN.pt written by `glocal scenario few-shot`")
+    p.add_argument("--runs", type=Path, required=True, help="the folder holding runNN/ folders")
+    p.add_argument("--profile", default="tianjic", help="board profile (default: %(default)s)")
+    p.set_defaults(handler=fewshot_runs_command)
 
 
 def register_evaluate(
@@ -562,7 +588,18 @@ def fewshot_board_command(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-__all__ = ["DeployError", "register"]
+def fewshot_runs_command(args: argparse.Namespace) -> dict[str, Any]:
+    from deploy.fewshot_board import fewshot_runs
+
+    summary = fewshot_runs(args.checkpoint, args.runs, args.profile)
+    if not args.json:
+        print(summary["table"], file=sys.stderr, end="")
+        if "board_skipped" in summary:
+            print(f"board skipped: {summary['board_skipped']}", file=sys.stderr)
+    return summary
+
+
+__all__ = ["DeployError", "register", "register_fewshot_runs"]
 
 
 def register_export_nir(

@@ -16,6 +16,8 @@ STEP of ``REST_TICKS`` zero-input ticks lets the membranes leak back to rest (wi
 :func:`fewshot_board` is ``glocal fewshot-board``: it reads the scenario's HP checkpoints
 (``fewshot-hp-seedN.pt``, written by ``glocal train --scenario few-shot``) and reports the
 board's accuracy beside torch's integer model and torch float on the same episodes.
+:func:`fewshot_runs` is ``glocal scenario few-shot-runs``: given one-shot runs in Lake et al.'s
+layout, scored by HP in torch and on the board (:func:`board_readout`), GP and the prototype.
 """
 
 from __future__ import annotations
@@ -41,13 +43,25 @@ from protocol.numeric import ENC_GAIN_ONE
 from train.checkpoint import load_record
 from train.quant import BoardNumerics, layer_scales, layer_tables, quantise_layer
 from train.scenarios.common import mean_ci95
-from train.scenarios.data import CharacterSet, load_omniglot, sample_episodes, split_characters
+from train.scenarios.data import (
+    CharacterSet,
+    load_omniglot,
+    read_runs,
+    sample_episodes,
+    split_meta,
+)
 from train.scenarios.fewshot import (
+    PROTOTYPE,
     BindingRule,
     FeatureExtractor,
     FewShotConfig,
+    Readout,
     bind_support,
+    gp_readout,
+    plastic_readout,
+    prototype_readout,
     query_scores,
+    score_runs,
 )
 from train.scenarios.runner import SPLIT_SEED, TEST_FRACTION
 from train.snn import LayerParams
@@ -244,6 +258,7 @@ class FewShotCheckpoint:
     extractor: FeatureExtractor | None  # None in a checkpoint that only holds the rule
     split_seed: int
     test_fraction: float
+    split: str = "characters"  # or "alphabets" (train.scenarios.data.SPLITS)
 
 
 def read_fewshot_checkpoint(path: str | Path) -> FewShotCheckpoint:
@@ -260,6 +275,11 @@ def read_fewshot_checkpoint(path: str | Path) -> FewShotCheckpoint:
         raise DeployError(
             f"{path} holds the {record.get('scenario')!r} scenario, not few-shot; pass a "
             "fewshot-hp-seedN.pt written by `glocal train --scenario few-shot`."
+        )
+    if record.get("model") == "GP":
+        raise DeployError(
+            f"{path} holds GP's extractor, which has no binding layer; pass the "
+            "fewshot-hp-seedN.pt beside it (GP is read from there)."
         )
     cfg = FewShotConfig(**record["config"])
     rule = BindingRule(cfg.n_features, cfg)
@@ -279,7 +299,106 @@ def read_fewshot_checkpoint(path: str | Path) -> FewShotCheckpoint:
         extractor,
         int(split.get("seed", SPLIT_SEED)),
         float(split.get("test_fraction", TEST_FRACTION)),
+        str(split.get("kind", "characters")),
     )
+
+
+def check_board_fits(n_features: int | None, n_way: int, profile: str) -> None:
+    """A DeployError unless an N-way binding layer fits one core of ``profile`` (its neurons;
+    with ``n_features``, its axons too)."""
+    core = get_profile(profile)
+    if n_way > core.neurons_per_core:
+        raise DeployError(
+            f"a {n_way}-way layer needs {n_way} neurons; one core of the {profile} "
+            f"profile has {core.neurons_per_core}: ask for fewer ways."
+        )
+    if n_features is not None and n_features + n_way > core.axons_per_core:
+        raise DeployError(
+            f"{n_features} features + {n_way} label axons exceed the "
+            f"{core.axons_per_core} axons of one {profile} core: ask for fewer ways."
+        )
+
+
+def require_extractor(ck: FewShotCheckpoint) -> FeatureExtractor:
+    if ck.extractor is None:
+        raise DeployError(f"{ck.path} has no feature extractor to run the host side with.")
+    return ck.extractor
+
+
+def gp_beside(ck: FewShotCheckpoint) -> FeatureExtractor | None:
+    """GP's extractor saved beside an HP checkpoint (``fewshot-gp-seedN.pt``), if there."""
+    path = ck.path.with_name(ck.path.name.replace("fewshot-hp-", "fewshot-gp-"))
+    if path == ck.path or not path.is_file():
+        return None
+    record = load_record(path, DeployError)
+    if not isinstance(record, dict) or record.get("model") != "GP":
+        raise DeployError(f"{path} is not the GP model of a few-shot run.")
+    extractor = FeatureExtractor(ck.cfg.n_features, ck.cfg.image_size)
+    extractor.load_state_dict(record["extractor"])
+    return extractor.eval()
+
+
+def board_readout(rule: BindingRule, extractor: FeatureExtractor, profile: str) -> Readout:
+    """HP with the binding on the emulated board (1-shot): the host extracts the features, the
+    board binds the support set and scores each query (:class:`BoardEpisodes`)."""
+    boards: dict[int, BoardEpisodes] = {}
+
+    def scores(s: torch.Tensor, q: torch.Tensor, n_way: int, k_shot: int) -> torch.Tensor:
+        if k_shot != 1:
+            raise DeployError(f"the board binds one support image per class, not {k_shot}.")
+        if n_way not in boards:
+            binding = quantise_binding(rule, n_way, BOARD_INPUT_SCALE, BOARD_H_MAX)
+            boards[n_way] = BoardEpisodes(binding, rule.cfg.ticks, profile)
+        board = boards[n_way]
+        with torch.no_grad():
+            f_s, f_q = extractor(s).double().numpy(), extractor(q).double().numpy()
+        out = []
+        for support, query in zip(f_s, f_q, strict=True):
+            board.bind(support)
+            out.append(board.scores(query))
+        return torch.from_numpy(np.stack(out))
+
+    return scores
+
+
+def fewshot_runs(
+    checkpoint: str | Path, runs_folder: str | Path, profile: str = "tianjic"
+) -> dict[str, Any]:
+    """Score one-shot runs in Lake et al.'s all-runs layout with a few-shot checkpoint.
+
+    Readouts: HP in torch, HP with the binding on the board (where an N-way layer fits one
+    core of ``profile``; else ``board_skipped`` says why), GP when ``fewshot-gp-seedN.pt``
+    lies beside the checkpoint, and the cosine-prototype reference on HP's features. Returns
+    per-run and mean accuracy and the Markdown table (``--json``).
+    """
+    ck = read_fewshot_checkpoint(checkpoint)
+    extractor = require_extractor(ck)
+    runs = read_runs(runs_folder, ck.cfg.image_size)
+    readouts: dict[str, Readout] = {"HP": plastic_readout(extractor, ck.rule)}
+    summary: dict[str, Any] = {"checkpoint": str(ck.path), "runs_folder": str(runs_folder)}
+    try:
+        check_board_fits(ck.cfg.n_features, max(len(r.support) for r in runs), profile)
+        readouts["HP on board"] = board_readout(ck.rule, extractor, profile)
+    except DeployError as misfit:
+        summary["board_skipped"] = str(misfit)
+    gp = gp_beside(ck)
+    if gp is not None:
+        readouts["GP"] = gp_readout(gp, ck.cfg)
+    readouts[PROTOTYPE] = prototype_readout(extractor)
+    summary.update(score_runs(readouts, runs))
+    summary["table"] = render_runs_table(summary)
+    return summary
+
+
+def render_runs_table(summary: dict[str, Any]) -> str:
+    """Per-run accuracy of every readout, then the mean over runs."""
+    names = list(summary["mean"])
+    lines = ["| run | N | " + " | ".join(names) + " |", "| --- | --- |" + " --- |" * len(names)]
+    for row in summary["runs"]:
+        cells = " | ".join(_pct(row["accuracy"][n]) for n in names)
+        lines.append(f"| {row['run']} | {row['n_way']} | {cells} |")
+    lines.append("| mean | | " + " | ".join(_pct(summary["mean"][n]) for n in names) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def fewshot_checkpoints(path: str | Path) -> list[Path]:
@@ -322,29 +441,22 @@ def fewshot_board(
         raise DeployError(f"--ways needs class counts of at least 2, not {ways}.")
     if episodes < 1:
         raise DeployError(f"--episodes must be at least 1, not {episodes}.")
-    core = get_profile(profile)
-    if max(ways) > core.neurons_per_core:
-        raise DeployError(
-            f"a {max(ways)}-way layer needs {max(ways)} neurons; one core of the {profile} "
-            f"profile has {core.neurons_per_core}: ask for fewer ways."
-        )
+    check_board_fits(None, max(ways), profile)
     loaded = [read_fewshot_checkpoint(p) for p in fewshot_checkpoints(checkpoint)]
     for ck in loaded:
-        if ck.extractor is None:
-            raise DeployError(f"{ck.path} has no feature extractor to run the host side with.")
-        if ck.cfg.n_features + max(ways) > core.axons_per_core:
-            raise DeployError(
-                f"{ck.cfg.n_features} features + {max(ways)} label axons exceed the "
-                f"{core.axons_per_core} axons of one {profile} core: ask for fewer ways."
-            )
-    chars: dict[tuple[int, float, int], CharacterSet] = {}
+        require_extractor(ck)
+        check_board_fits(ck.cfg.n_features, max(ways), profile)
+    chars: dict[tuple[int, str, float, int], CharacterSet] = {}
     runs = []
     tick = Tally(len(loaded) * len(ways) * episodes, progress)
     for ck in loaded:
-        key = (ck.cfg.image_size, ck.test_fraction, ck.split_seed)
+        key = (ck.cfg.image_size, ck.split, ck.test_fraction, ck.split_seed)
         if key not in chars:
-            _, chars[key] = split_characters(
-                load_omniglot(data_root, ck.cfg.image_size), ck.test_fraction, ck.split_seed
+            _, chars[key] = split_meta(
+                load_omniglot(data_root, ck.cfg.image_size),
+                ck.split,
+                ck.test_fraction,
+                ck.split_seed,
             )
         episode_seed = EPISODE_SEED_OFFSET + ck.seed if seed is None else seed
         results = {

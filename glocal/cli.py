@@ -89,6 +89,12 @@ def build_parser() -> CommandParser:
     for package in COMMAND_PACKAGES:
         module = importlib.import_module(f"{package}.cli")
         module.register(subparsers, parents=[common])
+    # `glocal scenario few-shot-runs` scores with the board too, which train (owner of the
+    # scenario verb) may not import: deploy adds it to the verb here.
+    from deploy.cli import register_fewshot_runs
+    from train.scenarios.cli import scenario_commands
+
+    register_fewshot_runs(scenario_commands(subparsers.choices["scenario"]), parents=[common])
     parser.verbs = subparsers.choices
     return parser
 

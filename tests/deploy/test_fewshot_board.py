@@ -20,8 +20,15 @@ from deploy.fewshot_board import (
     torch_board_scores,
 )
 from glocal import cli
-from tests.train.scenarios.conftest import TINY, features, omniglot_dir  # noqa: F401
-from train.scenarios.fewshot import BindingRule, FewShotConfig
+from tests.train.scenarios.conftest import (  # noqa: F401
+    TINY,
+    drawing,
+    features,
+    omniglot_dir,
+    png_bytes,
+    write_omniglot,
+)
+from train.scenarios.fewshot import PROTOTYPE, BindingRule, FewShotConfig
 
 
 @pytest.mark.parametrize("n_way", [3, 20])
@@ -123,3 +130,114 @@ def test_bad_input_is_one_sentence(tmp_path, omniglot_dir, capsys):  # noqa: F81
     assert cli.main(["fewshot-board", str(empty), "--ways", "2"]) == cli.EXIT_USAGE
     err = capsys.readouterr().err
     assert err.startswith("glocal fewshot-board: error:") and "Traceback" not in err
+
+
+def _write_runs(folder: Path, classes: list[list[bytes]], n_runs: int, n_way: int) -> None:
+    """One-shot runs in Lake et al.'s all-runs layout: run r shows classes r*n_way.., the
+    first drawing of each as its training image and the second as a test item, the items in a
+    shuffled order; run01 names its files with the run folder in front, as the release does."""
+    rng = np.random.default_rng(0)
+    for r in range(n_runs):
+        run = folder / f"run{r + 1:02d}"
+        (run / "training").mkdir(parents=True)
+        (run / "test").mkdir()
+        lines = []
+        for item, c in enumerate(rng.permutation(n_way)):
+            drawings = classes[r * n_way + c]
+            (run / "training" / f"class{c + 1:02d}.png").write_bytes(drawings[0])
+            (run / "test" / f"item{item + 1:02d}.png").write_bytes(drawings[1])
+            prefix = f"{run.name}/" if r == 0 else ""
+            lines.append(
+                f"{prefix}test/item{item + 1:02d}.png {prefix}training/class{c + 1:02d}.png"
+            )
+        (run / "class_labels.txt").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A tiny scenario run's folder (HP and GP of seed 0), trained once for these tests."""
+    folder = tmp_path_factory.mktemp("trained")
+    _scenario_run(folder, write_omniglot(folder / "omniglot"), [0])
+    return folder
+
+
+def _tiny_checkpoint(tmp_path: Path, trained: Path) -> Path:
+    """A copy of the trained run's HP and GP checkpoints (a test may remove one)."""
+    import shutil
+
+    for model in ("hp", "gp"):
+        shutil.copy(trained / f"fewshot-{model}-seed0.pt", tmp_path)
+    return tmp_path / "fewshot-hp-seed0.pt"
+
+
+def _score(argv: list[str], capsys) -> dict:
+    assert cli.main(["scenario", "few-shot-runs", *argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_few_shot_runs_scores_every_readout_per_run(tmp_path, trained, capsys):
+    checkpoint = _tiny_checkpoint(tmp_path, trained)
+    classes = [[png_bytes(drawing(c, d)) for d in range(2)] for c in range(6)]
+    # the test items are the training images themselves: the prototype readout must name them
+    for drawings in classes:
+        drawings[1] = drawings[0]
+    _write_runs(tmp_path / "runs", classes, n_runs=2, n_way=3)
+    summary = _score([str(checkpoint), "--runs", str(tmp_path / "runs")], capsys)
+    assert set(summary["mean"]) == {"HP", "HP on board", "GP", PROTOTYPE}
+    assert [r["run"] for r in summary["runs"]] == ["run01", "run02"]
+    assert all(r["n_way"] == 3 for r in summary["runs"])
+    assert summary["mean"][PROTOTYPE] == 1.0
+    for name, mean in summary["mean"].items():
+        assert mean == pytest.approx(np.mean([r["accuracy"][name] for r in summary["runs"]]))
+    assert "| mean |" in summary["table"]
+    # without GP beside the checkpoint, the other rows remain
+    checkpoint.with_name("fewshot-gp-seed0.pt").unlink()
+    assert "GP" not in _score([str(checkpoint), "--runs", str(tmp_path / "runs")], capsys)["mean"]
+
+
+def test_few_shot_runs_on_runs_built_from_the_shared_subset(tmp_path, trained, capsys):
+    """20-way runs of one alphabet of the shared Omniglot subset, drawer 1 against drawer 2."""
+    import zipfile
+
+    from train.scenarios.data import default_data_root
+
+    archive = default_data_root() / "omniglot" / "images_background_small2.zip"
+    if not archive.is_file():
+        pytest.skip(f"the shared Omniglot data is absent ({archive})")
+    drawings: dict[str, list[bytes]] = {}
+    with zipfile.ZipFile(archive) as zf:
+        for name in sorted(zf.namelist()):
+            if "/Sanskrit/" in name and name.endswith(("_01.png", "_02.png")):
+                drawings.setdefault(name.rsplit("/", 2)[1], []).append(zf.read(name))
+    _write_runs(tmp_path / "runs", list(drawings.values()), n_runs=2, n_way=20)
+    summary = _score([str(_tiny_checkpoint(tmp_path, trained)), "--runs",
+                      str(tmp_path / "runs")], capsys)  # fmt: skip
+    assert [r["n_way"] for r in summary["runs"]] == [20, 20]
+    for name in ("HP", "HP on board", "GP", PROTOTYPE):
+        assert 0.0 <= summary["mean"][name] <= 1.0
+
+
+def test_few_shot_runs_bad_input_is_one_sentence(tmp_path, trained, capsys):
+    checkpoint = _tiny_checkpoint(tmp_path, trained)
+    runs = tmp_path / "runs"
+    _write_runs(runs, [[png_bytes(drawing(c, d)) for d in range(2)] for c in range(2)], 1, 2)
+    labels = runs / "run01" / "class_labels.txt"
+    good = labels.read_text()
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    cases = [
+        ([str(checkpoint), "--runs", str(tmp_path / "none")], "no one-shot runs folder"),
+        ([str(checkpoint), "--runs", str(tmp_path)], "holds no runNN/class_labels.txt"),
+        ([str(tmp_path / "junk.pt"), "--runs", str(runs)], "not a readable"),
+        ([str(tmp_path / "nothing.pt"), "--runs", str(runs)], "no few-shot checkpoint"),
+        ([str(checkpoint.with_name("fewshot-gp-seed0.pt")), "--runs", str(runs)], "GP's"),
+    ]
+    for argv, message in cases:
+        assert cli.main(["scenario", "few-shot-runs", *argv]) == cli.EXIT_USAGE
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    for text, message in (("one two three\n", "line 1 is not"), ("test/x.png training/y.png\n",
+                          "not a file")):  # fmt: skip
+        labels.write_text(text)
+        assert cli.main(["scenario", "few-shot-runs", str(checkpoint), "--runs", str(runs)]) == 2
+        assert message in capsys.readouterr().err
+    labels.write_text(good)

@@ -24,6 +24,10 @@ Models, on the same data and iteration budget:
   set by gradient descent (``gp_steps`` Adam steps through the spikes): global learning only.
 - **LP**: nothing learned by gradients: a fixed front end (:class:`PooledPixels`) and a hand-set
   Hebbian rule: local learning only.
+- **Prototype** (the reference row, :data:`PROTOTYPE`): HP's extractor, then the cosine
+  nearest-prototype readout instead of the binding layer, which should at least match it.
+
+:func:`classify` scores one given support/query set with any of these readouts.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -40,7 +45,7 @@ from tqdm import tqdm
 
 from train.errors import TrainError
 from train.scenarios.common import descend, mean_ci95, seed_everything
-from train.scenarios.data import CharacterSet, sample_episodes
+from train.scenarios.data import CharacterSet, OneShotRun, sample_episodes
 from train.snn import LayerParams, LayerState, Numerics, PlasticParams, init_layer_state, layer_step
 
 log = logging.getLogger(__name__)
@@ -49,6 +54,9 @@ FLOAT = Numerics()  # train.snn's float numerics (the board's are train.quant.Bo
 # Test episodes draw from seed + TEST_SEED_OFFSET, never a training episode's stream (the seed
 # itself); the board's few-shot table uses its own (deploy.fewshot_board.EPISODE_SEED_OFFSET).
 TEST_SEED_OFFSET = 10_000
+# The reference row of every few-shot table: a cosine nearest-prototype readout of HP's own
+# extractor features, which the spiking binding layer should at least match.
+PROTOTYPE = "prototype (HP features)"
 
 
 @dataclass(frozen=True)
@@ -336,8 +344,81 @@ def gp_episode_scores(
         return query_scores(f_q, w_ep.detach(), layer, cfg.ticks)
 
 
+Readout = Callable[[torch.Tensor, torch.Tensor, int, int], torch.Tensor]
+"""``(support (B, N*K, H, W), query (B, Q, H, W), N, K) -> scores (B, Q, N)``; the support set
+is shown class by class (item ``i`` is class ``i // K``)."""
+
+
+def plastic_readout(extractor: nn.Module, rule: BindingRule) -> Readout:
+    """HP (the meta-learned extractor and rule) or LP (pooled pixels, hand-set rule)."""
+
+    def scores(s: torch.Tensor, q: torch.Tensor, n_way: int, k_shot: int) -> torch.Tensor:
+        with torch.no_grad():
+            return episode_scores(extractor, rule, s, q, n_way, k_shot)
+
+    return scores
+
+
+def gp_readout(extractor: nn.Module, cfg: FewShotConfig) -> Readout:
+    """GP: a fresh LIF output layer fitted to each episode's support set by gradient descent."""
+
+    def scores(s: torch.Tensor, q: torch.Tensor, n_way: int, k_shot: int) -> torch.Tensor:
+        return gp_episode_scores(extractor, s, q, n_way, k_shot, cfg)
+
+    return scores
+
+
+def prototype_readout(extractor: nn.Module) -> Readout:
+    """The reference: cosine similarity of each query's features to each class's prototype
+    (the mean of its unit-length support features), on the same extractor, nothing spiking."""
+
+    def scores(s: torch.Tensor, q: torch.Tensor, n_way: int, k_shot: int) -> torch.Tensor:
+        with torch.no_grad():
+            f_s = nn.functional.normalize(extractor(s), dim=-1)
+            f_q = nn.functional.normalize(extractor(q), dim=-1)
+        protos = f_s.reshape(f_s.shape[0], n_way, k_shot, -1).mean(2)
+        return torch.bmm(f_q, nn.functional.normalize(protos, dim=-1).transpose(1, 2))
+
+    return scores
+
+
+def classify(
+    readout: Readout, support: np.ndarray, query: np.ndarray, k_shot: int = 1
+) -> np.ndarray:
+    """The class (0..N-1) of each query image of one given episode.
+
+    ``support`` (N * K, H, W) holds K images per class, class by class (image ``i`` is class
+    ``i // K``); ``query`` is (Q, H, W); images as :func:`~train.scenarios.data.decode_image`
+    makes them. **Support order matters for HP and LP**: the binding layer sees the support set
+    as a sequence, and its trace decays by ``lambda`` every tick and (with ``beta_post > 0``)
+    shrinks on the silent neurons while later classes are shown, so the first classes' bindings
+    are the weakest when the queries come: reorder the classes and the answer may change. GP and
+    the prototype readout do not depend on the order.
+    """
+    if len(support) % k_shot:
+        raise TrainError(f"{len(support)} support images do not split into {k_shot} per class.")
+    n_way = len(support) // k_shot
+    s = torch.from_numpy(np.ascontiguousarray(support, dtype=np.float32))
+    q = torch.from_numpy(np.ascontiguousarray(query, dtype=np.float32))
+    return readout(s[None], q[None], n_way, k_shot)[0].argmax(-1).numpy()
+
+
+def score_runs(readouts: dict[str, Readout], runs: Sequence[OneShotRun]) -> dict:
+    """Accuracy of each readout on each given one-shot run, and the mean over runs:
+    ``{"runs": [{"run", "n_way", "accuracy": {readout: a}}], "mean": {readout: a}}``."""
+    rows = []
+    for run in runs:
+        accuracy = {
+            name: float((classify(readout, run.support, run.query) == run.labels).mean())
+            for name, readout in readouts.items()
+        }
+        rows.append({"run": run.name, "n_way": len(run.support), "accuracy": accuracy})
+    mean = {name: float(np.mean([r["accuracy"][name] for r in rows])) for name in readouts}
+    return {"runs": rows, "mean": mean}
+
+
 def evaluate(
-    score_fn,
+    score_fn: Readout,
     chars: CharacterSet,
     n_way: int,
     k_shot: int,
@@ -367,7 +448,8 @@ def run_fewshot_seed(
     seed: int,
     ways: tuple[int, ...] = (5, 20),
 ) -> dict:
-    """Train HP and GP, build LP, and evaluate all three on the same test episodes."""
+    """Train HP and GP, build LP, and evaluate all three and the prototype reference on HP's
+    features on the same test episodes."""
     out: dict = {"seed": seed, "config": asdict(cfg), "models": {}}
     t0 = time.perf_counter()
     hp_ext, hp_rule, hp_losses = meta_train_hp(train_chars, cfg, seed)
@@ -378,18 +460,12 @@ def run_fewshot_seed(
     lp_rule = hand_set_rule(cfg.n_features, cfg)
     for module in (hp_ext, gp_ext, lp_ext):
         module.eval()
-
-    def plastic(ext: nn.Module, rule: BindingRule):
-        def score(s: torch.Tensor, q: torch.Tensor, n: int, k: int) -> torch.Tensor:
-            with torch.no_grad():
-                return episode_scores(ext, rule, s, q, n, k)
-
-        return score
-
-    def global_only(s: torch.Tensor, q: torch.Tensor, n: int, k: int) -> torch.Tensor:
-        return gp_episode_scores(gp_ext, s, q, n, k, cfg)
-
-    fns = {"HP": plastic(hp_ext, hp_rule), "GP": global_only, "LP": plastic(lp_ext, lp_rule)}
+    fns = {
+        "HP": plastic_readout(hp_ext, hp_rule),
+        "GP": gp_readout(gp_ext, cfg),
+        "LP": plastic_readout(lp_ext, lp_rule),
+        PROTOTYPE: prototype_readout(hp_ext),
+    }
     for name, fn in fns.items():
         out["models"][name] = {
             f"{n}-way": evaluate(
@@ -400,7 +476,7 @@ def run_fewshot_seed(
     out["train_seconds"] = {"HP": t_hp, "GP": t_gp}
     out["loss_curves"] = {"HP": hp_losses, "GP": gp_losses}
     out["hp_rule"] = rule_summary(hp_rule)
-    out["_modules"] = {"extractor": hp_ext, "rule": hp_rule}
+    out["_modules"] = {"extractor": hp_ext, "rule": hp_rule, "gp_extractor": gp_ext}
     return out
 
 

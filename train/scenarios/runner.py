@@ -11,13 +11,17 @@ from typing import Any
 import torch
 
 from train.scenarios import report
-from train.scenarios.data import load_omniglot, rotate_classes, split_characters
-from train.scenarios.fewshot import FewShotConfig, run_fewshot_seed
+from train.scenarios.data import load_omniglot, rotate_classes, split_meta
+from train.scenarios.fewshot import PROTOTYPE, FewShotConfig, run_fewshot_seed
 
 log = logging.getLogger(__name__)
 
 SPLIT_SEED = 0  # one character split for every model and seed: same data for all
 TEST_FRACTION = 0.33  # of the characters, meta-test (never seen in meta-training)
+SPLIT_TITLES = {
+    "characters": "meta-test characters",
+    "alphabets": "meta-test alphabets never seen",
+}
 
 
 def run_fewshot(
@@ -27,11 +31,15 @@ def run_fewshot(
     data_root: str | Path | None = None,
     test_fraction: float = TEST_FRACTION,
     ways: tuple[int, ...] = (5, 20),
+    split: str = "characters",
 ) -> dict[str, Any]:
-    """Few-shot Omniglot: HP, GP, LP over ``seeds``; each HP model saved as fewshot-hp-seedN.pt
-    (``glocal fewshot-board`` runs it on the emulated board, ``glocal export-nir`` exports it)."""
+    """Few-shot Omniglot: HP, GP, LP and the prototype reference over ``seeds``; each HP model
+    saved as fewshot-hp-seedN.pt (``glocal fewshot-board`` runs it on the emulated board,
+    ``glocal export-nir`` exports it), each GP extractor beside it as fewshot-gp-seedN.pt.
+    ``split``: ``characters`` (meta-test characters of seen alphabets) or ``alphabets`` (the
+    standard split: meta-test alphabets never seen)."""
     chars = load_omniglot(data_root, cfg.image_size)
-    train_chars, test_chars = split_characters(chars, test_fraction, SPLIT_SEED)
+    train_chars, test_chars = split_meta(chars, split, test_fraction, SPLIT_SEED)
     train_rot = rotate_classes(train_chars)
     log.info(
         "Omniglot: %d characters; meta-train %d (x4 rotations = %d classes), meta-test %d",
@@ -45,35 +53,37 @@ def run_fewshot(
         t0 = time.perf_counter()
         run = run_fewshot_seed(train_rot, test_chars, cfg, seed, ways)
         modules = run.pop("_modules")
-        torch.save(
-            {
-                "format": "glocal-scenario-checkpoint",
-                "scenario": "few-shot",
-                "config": asdict(cfg),
-                "seed": seed,
-                # the character split, so that a reader finds the same meta-test characters
-                "split": {"seed": SPLIT_SEED, "test_fraction": test_fraction},
-                "extractor": modules["extractor"].state_dict(),
-                "rule": modules["rule"].state_dict(),
-            },
-            out / f"fewshot-hp-seed{seed}.pt",
-        )
+        saved = {
+            "format": "glocal-scenario-checkpoint",
+            "scenario": "few-shot",
+            "config": asdict(cfg),
+            "seed": seed,
+            # the split, so that a reader finds the same meta-test characters
+            "split": {"kind": split, "seed": SPLIT_SEED, "test_fraction": test_fraction},
+        }
+        hp = {"extractor": modules["extractor"].state_dict(), "rule": modules["rule"].state_dict()}
+        torch.save({**saved, **hp}, out / f"fewshot-hp-seed{seed}.pt")
+        # GP beside it, in the same format without a rule: evaluated without retraining
+        gp = {"model": "GP", "extractor": modules["gp_extractor"].state_dict()}
+        torch.save({**saved, **gp}, out / f"fewshot-gp-seed{seed}.pt")
         run["seconds"] = time.perf_counter() - t0
         log.info("few-shot seed %d: %s", seed, {m: v for m, v in run["models"].items()})
         runs.append(run)
     rows = {}
-    for model in ("HP", "GP", "LP"):
+    for model in ("HP", "GP", "LP", PROTOTYPE):
         rows[model] = report.summarise(
             [{k: v["accuracy"] for k, v in r["models"][model].items()} for r in runs]
         )
     table = report.markdown_table(
-        f"Few-shot Omniglot, 1-shot, meta-test characters, mean ± std over {len(seeds)} seeds "
+        f"Few-shot Omniglot, 1-shot, {SPLIT_TITLES[split]}, mean ± std over {len(seeds)} seeds "
         f"(each seed {cfg.test_episodes} episodes)",
         [f"{n}-way" for n in ways],
         rows,
     )
     record = {
         "scenario": "few-shot",
+        "split": split,
+        "test_alphabets": sorted({alphabet for alphabet, _ in test_chars.keys}),
         "config": asdict(cfg),
         "seeds": seeds,
         "runs": runs,

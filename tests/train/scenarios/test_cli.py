@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ import torch
 from glocal import cli
 from train.errors import TrainError
 from train.scenarios.cli import register_scenario, run_scenario
+from train.scenarios.fewshot import PROTOTYPE, FeatureExtractor
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -63,15 +65,44 @@ def test_tiny_few_shot_run_writes_its_report_and_the_hp_checkpoint(tmp_path, omn
         "2",
     )
     summary = run_scenario(args)
-    assert set(summary["summary"]) == {"HP", "GP", "LP"}
+    assert set(summary["summary"]) == {"HP", "GP", "LP", PROTOTYPE}
+    assert summary["mkl_cbwr"] == os.environ["MKL_CBWR"]  # reproducible products, recorded
     record = json.loads((out / "fewshot.json").read_text())
     assert "board" not in record["runs"][0]  # train never runs the board
     assert (out / "fewshot.png").stat().st_size > 1000
     assert "| HP |" in (out / "fewshot.md").read_text()
     checkpoint = torch.load(out / "fewshot-hp-seed0.pt", weights_only=False)
     assert checkpoint["scenario"] == "few-shot" and checkpoint["seed"] == 0
-    assert checkpoint["split"] == {"seed": 0, "test_fraction": 0.33}
+    assert checkpoint["split"] == {"kind": "characters", "seed": 0, "test_fraction": 0.33}
     assert checkpoint["extractor"] and checkpoint["rule"]
+    gp = torch.load(out / "fewshot-gp-seed0.pt", weights_only=False)  # GP beside it, no rule
+    assert gp["model"] == "GP" and gp["split"] == checkpoint["split"] and "rule" not in gp
+    FeatureExtractor(gp["config"]["n_features"], gp["config"]["image_size"]).load_state_dict(
+        gp["extractor"]
+    )
+
+
+def test_alphabet_split_meta_tests_on_an_unseen_alphabet(tmp_path, omniglot_dir):
+    out = tmp_path / "out"
+    tiny = ["--seeds", "0", "--data-root", str(omniglot_dir), "--iterations", "1"]
+    args = _args("few-shot", "--out", str(out), "--split", "alphabets", *tiny, "--ways", "2")
+    run_scenario(args)
+    record = json.loads((out / "fewshot.json").read_text())
+    assert record["split"] == "alphabets" and len(record["test_alphabets"]) == 1
+    assert "alphabets never seen" in (out / "fewshot.md").read_text()
+    checkpoint = torch.load(out / "fewshot-hp-seed0.pt", weights_only=False)
+    assert checkpoint["split"]["kind"] == "alphabets"
+    with pytest.raises(TrainError, match="unknown split"):
+        run_scenario(_args("few-shot", "--out", str(out), "--split", "x", *tiny))
+
+
+def test_reproducible_blas_leaves_a_branch_the_user_chose(monkeypatch):
+    from train.scenarios.common import MKL_BRANCH, reproducible_blas
+
+    monkeypatch.setenv("MKL_CBWR", "AVX2")
+    assert reproducible_blas() == "AVX2"
+    monkeypatch.delenv("MKL_CBWR")
+    assert reproducible_blas() == MKL_BRANCH == os.environ["MKL_CBWR"]
 
 
 def test_board_episodes_is_no_scenario_option():
@@ -85,7 +116,7 @@ def test_glocal_scenario_runs_into_out(tmp_path, omniglot_dir, capsys):
     out = tmp_path / "out"
     assert cli.main(["scenario", "few-shot", "--out", str(out), "--json", *tiny]) == 0
     assert (out / "fewshot.json").exists() and (out / "fewshot-hp-seed0.pt").exists()
-    assert set(json.loads(capsys.readouterr().out)["summary"]) == {"HP", "GP", "LP"}
+    assert set(json.loads(capsys.readouterr().out)["summary"]) == {"HP", "GP", "LP", PROTOTYPE}
 
 
 def test_glocal_scenario_help_names_the_scenarios(capsys):
@@ -94,7 +125,11 @@ def test_glocal_scenario_help_names_the_scenarios(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: glocal scenario ")
-    assert "{few-shot,continual,fault-tolerant}" in out and "--seeds" in out
+    for name in ("few-shot", "continual", "fault-tolerant", "few-shot-runs"):
+        assert f"\n    {name}" in out
+    with pytest.raises(SystemExit):
+        cli.main(["scenario", "few-shot", "--help"])
+    assert "--seeds" in capsys.readouterr().out
 
 
 def test_train_no_longer_runs_scenarios_or_tables(tmp_path, capsys):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -9,11 +10,17 @@ from tests.train.scenarios.conftest import TINY, features
 from train.errors import TrainError
 from train.scenarios.data import load_omniglot, rotate_classes, split_characters
 from train.scenarios.fewshot import (
+    PROTOTYPE,
     BindingRule,
     FewShotConfig,
+    PooledPixels,
     bind_support,
+    classify,
     episode_scores,
+    gp_readout,
     hand_set_rule,
+    plastic_readout,
+    prototype_readout,
     query_scores,
     run_fewshot_seed,
 )
@@ -67,15 +74,57 @@ def test_a_tiny_scenario_run_reports_every_model(omniglot_dir):
     chars = load_omniglot(omniglot_dir, size=14)
     train, test = split_characters(chars, 0.5, seed=0)
     run = run_fewshot_seed(rotate_classes(train), test, TINY, seed=0, ways=(2,))
-    assert set(run["models"]) == {"HP", "GP", "LP"}
+    assert set(run["models"]) == {"HP", "GP", "LP", PROTOTYPE}
     for model in run["models"].values():
         assert 0.0 <= model["2-way"]["accuracy"] <= 1.0
     assert len(run["loss_curves"]["HP"]) == TINY.iterations
 
 
-def test_pooled_pixels_are_fixed_centredfeatures():
-    from train.scenarios.fewshot import PooledPixels
+def test_the_same_seed_gives_the_same_numbers_to_the_last_bit(omniglot_dir):
+    """Seeded data order, episodes and initialisation: a second run repeats the first exactly."""
+    chars = load_omniglot(omniglot_dir, size=14)
+    train, test = split_characters(chars, 0.5, seed=0)
+    train = rotate_classes(train)
+    first, second = (run_fewshot_seed(train, test, TINY, seed=3, ways=(2, 3)) for _ in range(2))
+    assert first["models"] == second["models"]
+    assert first["loss_curves"] == second["loss_curves"]
+    assert first["hp_rule"] == second["hp_rule"]
 
+
+def _distinct_images(n: int) -> np.ndarray:
+    """``n`` 14x14 images, each a different block of ink."""
+    images = np.zeros((n, 14, 14), np.float32)
+    for c in range(n):
+        images[c, 2 * c : 2 * c + 4, (3 * c) % 10 : (3 * c) % 10 + 4] = 1.0
+    return images
+
+
+@pytest.mark.parametrize("name", ["prototype", "GP", "LP"])
+def test_classify_names_the_class_of_a_query_equal_to_its_support_image(name):
+    """A given support/query set, scored by each public readout on fixed pixel features."""
+    pixels, cfg = PooledPixels(49), replace(TINY, n_features=49)
+    readout = {
+        "prototype": prototype_readout(pixels),
+        "GP": gp_readout(pixels, replace(cfg, gp_steps=25)),
+        "LP": plastic_readout(pixels, hand_set_rule(49, cfg)),
+    }[name]
+    support = _distinct_images(4)
+    order = [2, 0, 3, 1]
+    assert classify(readout, support, support[order]).tolist() == order
+    with pytest.raises(TrainError, match="do not split into 3 per class"):
+        classify(readout, support, support, k_shot=3)
+
+
+def test_the_prototype_readout_does_not_depend_on_support_order():
+    readout, support = prototype_readout(PooledPixels(49)), _distinct_images(5)
+    query = support + 0.1
+    shuffled = [4, 2, 0, 1, 3]
+    assert classify(readout, support[shuffled], query).tolist() == [
+        shuffled.index(c) for c in classify(readout, support, query)
+    ]
+
+
+def test_pooled_pixels_are_fixed_centredfeatures():
     images = torch.rand(2, 3, 28, 28, generator=torch.Generator().manual_seed(0))
     feats = PooledPixels(64)(images)
     assert feats.shape == (2, 3, 64) and feats.abs().max() < 1

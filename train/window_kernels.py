@@ -58,6 +58,14 @@ FAST = {"nsz", "arcp", "contract", "reassoc", "afn"}
 JIT = {"cache": True, "nogil": True, "fastmath": FAST}
 
 
+@numba.njit(inline="always", **JIT)
+def _integrate(v, leak, current, board, v_lo, v_hi):
+    """``v - v * leak + I`` (the board floors the leak), and that clipped to the membrane's
+    range on the board."""
+    raw = v - (np.floor(v * leak) if board else v * leak) + current
+    return raw, (min(max(raw, v_lo), v_hi) if board else raw)
+
+
 @numba.njit(**JIT)
 def _tick(  # noqa: PLR0913 - one tick of the whole network reads every table
     x_in, v, s, h, age, vr, u_out,
@@ -135,13 +143,9 @@ def _tick(  # noqa: PLR0913 - one tick of the whole network reads every table
 
     # Leak, fire, reset.
     for j in range(n_post):
-        vj = v[j]
-        vj = vj - (np.floor(vj * leak[j]) if board else vj * leak[j]) + current[j]
+        raw, vj = _integrate(v[j], leak[j], current[j], board, v_lo, v_hi)
         if record:
-            t_v1_raw[tau, j] = vj
-        if board:
-            vj = min(max(vj, v_lo), v_hi)
-        if record:
+            t_v1_raw[tau, j] = raw
             t_v1[tau, j] = vj
         u = vj - theta[j]
         u_out[j] = u
@@ -184,13 +188,9 @@ def _tick(  # noqa: PLR0913 - one tick of the whole network reads every table
             wij = w_r[i, j] * fine
             current_r[j] += xi * (wij * keep_r[i, j] if has_keep_r else wij)
     for j in range(n_read):
-        vj = vr[j]
-        vj = vj - (np.floor(vj * leak_r[j]) if board else vj * leak_r[j]) + current_r[j]
+        raw, vr[j] = _integrate(vr[j], leak_r[j], current_r[j], board, v_lo, v_hi)
         if record:
-            t_vr_raw[tau, j] = vj
-        if board:
-            vj = min(max(vj, v_lo), v_hi)
-        vr[j] = vj
+            t_vr_raw[tau, j] = raw
 
     if record:
         t_x[tau, :] = x

@@ -17,7 +17,10 @@ table (:mod:`studies.closure_table`) with learning on and off on the same episod
   with twice the rate), and Loihi 2's programmable neurons can hold it. Learning off: ``G r = 0``
   (and ``H`` frozen for ``hp-ip``).
 
-"Learning-attributable" closure is on minus off, same checkpoint and episodes. Run from the
+"Learning-attributable" closure is on minus off, same checkpoint and episodes. ``gp`` and ``hp``
+train as the plain :class:`~train.models.SpikingPolicy` (so on the fused engine, about 7x
+faster: docs/results/2026-12-08-fast-training.md) and are scored as a :class:`MechanismPolicy`
+with the same weights. Run from the
 repository root; one candidate and seed per call, so two calls use both cores::
 
     python -m studies.mechanisms train hp-ip --seed 0 --steps 600 --out runs/mech
@@ -118,7 +121,9 @@ def build(candidate: str) -> Any:
 
     def make(config: ModelConfig, seed: int = 0) -> Policy:
         generator = torch.Generator().manual_seed(seed)
-        return MechanismPolicy(config, candidate.endswith("-ip"), generator)
+        if not candidate.endswith("-ip"):  # the plain network: trained on the fused engine
+            return SpikingPolicy(config, generator)
+        return MechanismPolicy(config, True, generator)
 
     return make
 

@@ -62,3 +62,18 @@ def test_train_builds_the_study_candidate(tmp_path):
     train(cfg, tmp_path, resume=False, build_policy=build("hp-ip"))
     state = load_record(tmp_path / "model.pt")["state_dict"]
     assert state["gain"].shape == (8, MODULATORS)
+
+
+def test_the_plain_candidates_train_fused_and_load_as_mechanism_policies(tmp_path):
+    from studies.mechanisms import build, load_candidate
+    from train.config import TrainConfig
+    from train.loop import train
+    from train.models import SpikingPolicy
+
+    policy = build("hp")(ModelConfig("hp", 10, 2, 8))
+    assert type(policy) is SpikingPolicy  # what open_window runs fused
+    cfg = TrainConfig(model="hp", steps=2, batch=2, window=4, n_hidden=8, episode_steps=20)
+    folder = tmp_path / "hp-seed0"
+    train(cfg, folder, resume=False, build_policy=build("hp"))
+    loaded = load_candidate(folder)
+    assert isinstance(loaded, MechanismPolicy) and not loaded.intrinsic

@@ -16,6 +16,10 @@ table (:mod:`studies.closure_table`) with learning on and off on the same episod
   spiking form of a GRU-like input gain (a neuron with half the threshold answers the same input
   with twice the rate), and Loihi 2's programmable neurons can hold it. Learning off: ``G r = 0``
   (and ``H`` frozen for ``hp-ip``).
+* ``gp-gain`` / ``hp-gain``: the same modulatory rates set a *signed* gain on every hidden
+  neuron's input current, ``I_j(t) <- clip(1 + sum_k G_jk r_k(t), -2, 2) * I_j(t)``. A gain that
+  can change sign can turn a pathway around, which a reversed motor asks for and a threshold
+  scale cannot do (the MIT rule's regressor times a signed error). Learning off: gain 1.
 
 "Learning-attributable" closure is on minus off, same checkpoint and episodes. ``gp`` and ``hp``
 train as the plain :class:`~train.models.SpikingPolicy` (so on the fused engine, about 7x
@@ -46,9 +50,10 @@ from train.config import TrainConfig
 from train.models import ModelConfig, Policy, SpikingPolicy, count_parameters
 from train.snn import NetState, init_net_state, net_step
 
-CANDIDATES = ("gp", "hp", "gp-ip", "hp-ip")
-MODULATORS = 4  # K: the hidden neurons whose filtered spikes set every threshold's scale
-GAIN_CLIP = 2.0  # |log threshold scale| <= 2: a neuron's threshold moves by at most e^2
+MODULATIONS = {"ip": "threshold", "gain": "gain"}  # candidate suffix: what the rates scale
+CANDIDATES = ("gp", "hp", "gp-ip", "hp-ip", "gp-gain", "hp-gain")
+MODULATORS = 4  # K: the hidden neurons whose filtered spikes set the scales
+GAIN_CLIP = 2.0  # |log threshold scale| <= 2, and a signed input gain within [-2, 2]
 PILOT = {  # the shipped float stage's recipe (train/checkpoints/armreach_hp_float) at pilot size
     "batch": 16,
     "window": 40,
@@ -73,15 +78,21 @@ class IntrinsicState(NamedTuple):
 
 
 class MechanismPolicy(SpikingPolicy):
-    """A spiking policy whose learning (trace and intrinsic gain) can be switched off."""
+    """A spiking policy whose learning (trace and modulated scales) can be switched off.
 
-    def __init__(self, config: ModelConfig, intrinsic: bool, generator: Any = None) -> None:
+    ``modulation``: None (the plain network), ``"threshold"`` or ``"gain"``."""
+
+    def __init__(self, config: ModelConfig, modulation: str | None, generator: Any = None) -> None:
         super().__init__(config, generator)
-        self.intrinsic = intrinsic
+        self.modulation_kind = modulation
         self.learning = True
-        if intrinsic:
+        if modulation is not None:
             self.gain = nn.Parameter(torch.zeros(config.n_hidden, MODULATORS))
             self.rate_logit = nn.Parameter(torch.tensor(4.0))  # rho ~ 0.98 per tick
+
+    @property
+    def intrinsic(self) -> bool:
+        return self.modulation_kind is not None
 
     def initial_state(self, batch: int) -> Any:
         net = init_net_state(self.net_params(), batch)
@@ -97,23 +108,37 @@ class MechanismPolicy(SpikingPolicy):
             return net_step(obs, state, params)
         rho = torch.sigmoid(self.rate_logit)
         gain = self.gain if self.learning else None
-        action, (net, rate) = _net_step(obs, state.net, params, (state.rate, rho), gain)
+        action, (net, rate) = _net_step(
+            obs, state.net, params, (state.rate, rho), gain, self.modulation_kind
+        )
         return action, IntrinsicState(net, rate)
 
 
-def _net_step(obs, net: NetState, params, rate, gain):  # type: ignore[no-untyped-def]
-    """``train.snn.net_step`` a tick at a time, with the hidden thresholds scaled by the
-    modulatory rates between ticks (``gain`` None: unscaled, the rates still filtered)."""
+def _net_step(obs, net: NetState, params, rate, gain, modulation):  # type: ignore[no-untyped-def]
+    """``train.snn.net_step`` a tick at a time, with the hidden thresholds or input gains scaled
+    by the modulatory rates between ticks (``gain`` None: unscaled, the rates still filtered)."""
     r, rho = rate
     one_tick = dataclasses.replace(params, ticks=1)
     for _ in range(params.ticks):
         layer = params.hidden
-        if gain is not None:
+        if gain is not None and modulation == "threshold":
             scale = torch.exp(-(r @ gain.T).clamp(-GAIN_CLIP, GAIN_CLIP))
             layer = dataclasses.replace(layer, theta=layer.theta * scale)
+        elif gain is not None:  # a signed gain on each neuron's input current: scale its column
+            g = (1.0 + r @ gain.T).clamp(-GAIN_CLIP, GAIN_CLIP)
+            keep = g.unsqueeze(1).expand(-1, layer.w.shape[0], -1)
+            if layer.synapse_keep is not None:
+                keep = keep * layer.synapse_keep
+            layer = dataclasses.replace(layer, synapse_keep=keep)
         action, net = net_step(obs, net, dataclasses.replace(one_tick, hidden=layer))
         r = rho * r + (1 - rho) * net.hidden.spikes[:, -MODULATORS:]
     return action, (net, r)
+
+
+def modulation_of(candidate: str) -> str | None:
+    """What a candidate's modulatory rates scale (None: nothing, the plain network)."""
+    _, _, suffix = candidate.partition("-")
+    return MODULATIONS.get(suffix)
 
 
 def build(candidate: str) -> Any:
@@ -121,9 +146,10 @@ def build(candidate: str) -> Any:
 
     def make(config: ModelConfig, seed: int = 0) -> Policy:
         generator = torch.Generator().manual_seed(seed)
-        if not candidate.endswith("-ip"):  # the plain network: trained on the fused engine
+        modulation = modulation_of(candidate)
+        if modulation is None:  # the plain network: trained on the fused engine
             return SpikingPolicy(config, generator)
-        return MechanismPolicy(config, True, generator)
+        return MechanismPolicy(config, modulation, generator)
 
     return make
 
@@ -141,7 +167,7 @@ def train_candidate(candidate: str, seed: int, steps: int, out: Path) -> dict[st
 def load_candidate(folder: Path) -> MechanismPolicy:
     record = load_record(folder / "model.pt")
     config = ModelConfig(**record["config"])
-    policy = MechanismPolicy(config, folder.name.split("-seed")[0].endswith("-ip"))
+    policy = MechanismPolicy(config, modulation_of(folder.name.split("-seed")[0]))
     policy.load_state_dict(record["state_dict"])
     return policy.eval()
 
